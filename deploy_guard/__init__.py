@@ -1,0 +1,3 @@
+"""deploy-guard: run every backup on a host, prove each one succeeded, then allow the deploy."""
+
+__version__ = "0.1.0"

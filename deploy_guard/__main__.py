@@ -1,0 +1,3 @@
+from deploy_guard.cli import main
+
+main()

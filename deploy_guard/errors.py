@@ -1,0 +1,107 @@
+"""Exceptions with structured fields and a user-facing message, and the exit codes.
+
+The CLI turns any `DeployGuardError` into ``error: <str(exc)>`` and ``exc.exit_code`` in one
+place; nothing below the CLI prints or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes; with several hosts the worst (highest) one wins."""
+
+    OK = 0
+    PARTIAL = 1
+    CRITICAL = 2
+    CONFIG = 3
+    INTERRUPTED = 130
+
+
+class DeployGuardError(Exception):
+    """Base class: something a user can hit, with a message that says what to do."""
+
+    exit_code: ExitCode = ExitCode.CRITICAL
+
+
+class ConfigError(DeployGuardError):
+    """The configuration file (or a command-line value) is invalid."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, path: Path | None, errors: Sequence[str]) -> None:
+        self.path = path
+        self.errors = tuple(errors)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.path else "configuration"
+        if len(self.errors) == 1:
+            return f"{where}: {self.errors[0]}"
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        return f"{where}: {len(self.errors)} problems:\n{lines}"
+
+
+class UsageError(DeployGuardError):
+    """The command line asks for something that cannot be done (unknown stage, no host)."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class TransportError(DeployGuardError):
+    """Talking to a host failed; ``reason`` says how and what to do about it."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.reason}"
+
+
+class HostUnreachable(TransportError):
+    """No TCP connection or SSH session could be established."""
+
+
+class HostKeyUnknown(TransportError):
+    """The host's key is in no known_hosts file; we never add it on our own."""
+
+
+class HostKeyChanged(TransportError):
+    """The host's key differs from the known one: possible man-in-the-middle."""
+
+
+class AuthenticationFailed(TransportError):
+    """The server rejected every key and method we offered."""
+
+
+class ConnectionLost(TransportError):
+    """An established connection died while a command was running."""
+
+
+class CommandTimeout(TransportError):
+    """A remote command did not finish within its timeout."""
+
+
+class CommandFailed(TransportError):
+    """A remote command that had to succeed exited non-zero."""
+
+    def __init__(self, host: str, argv: Sequence[str], exit_status: int, stderr: str) -> None:
+        self.argv = tuple(argv)
+        self.exit_status = exit_status
+        self.stderr = stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(host, f"{argv[0]} exited with status {exit_status}: {detail}")
+
+
+class HostProtocolError(DeployGuardError):
+    """A host answered with output we cannot parse; never treated as success."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+        super().__init__(f"{host}: {reason}")
