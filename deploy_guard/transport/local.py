@@ -45,7 +45,9 @@ class LocalTransport:
             raise CommandTimeout(self._host, f"{argv[0]} took longer than {timeout:.0f}s") from exc
         except FileNotFoundError as exc:
             completed = subprocess.CompletedProcess(full, 127, "", f"{exc.filename}: not found")
-        result = CommandResult(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
+        result = CommandResult(
+            tuple(argv), completed.returncode, completed.stdout, completed.stderr
+        )
         if check and not result.ok:
             raise CommandFailed(self._host, argv, result.exit_status, result.stderr)
         return result

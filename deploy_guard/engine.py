@@ -1,0 +1,229 @@
+"""Orchestration: for every host, connect, discover, plan, then run the stages in order;
+hosts in parallel. The only layer that decides when a host's run stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from deploy_guard.clock import Clock
+from deploy_guard.discovery import StageSpec, discover, plan_host
+from deploy_guard.errors import DeployGuardError, ExitCode
+from deploy_guard.events import (
+    EventSink,
+    HostConnecting,
+    HostFinished,
+    HostPlanned,
+    HostWarning,
+    StageFinished,
+    StageStarted,
+)
+from deploy_guard.model import (
+    HostPlan,
+    HostResult,
+    Outcome,
+    RunReport,
+    StageOutcome,
+    StagePlan,
+    StageResult,
+    UnitResult,
+    host_exit_code,
+    worst,
+)
+from deploy_guard.stage import EngineSettings, StageContext, run_stage
+from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.transport.base import Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class HostTarget:
+    """One host to guard: its name, how to reach it, and its stages."""
+
+    name: str
+    destination: str
+    become: tuple[str, ...] = ()
+    specs: tuple[StageSpec, ...] = ()
+    ssh_config: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """Everything a `run` or `plan` needs, built by the CLI."""
+
+    command: str
+    hosts: tuple[HostTarget, ...]
+    parallel: int = 4
+    settings: EngineSettings = field(default_factory=EngineSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    """`plan` for one host: the plan, or why there is none."""
+
+    host: str
+    plan: HostPlan | None
+    error: str | None = None
+
+
+Connector = Callable[[HostTarget], Transport]
+
+
+def new_run_id(clock: Clock) -> str:
+    """Sortable and unique: 20261127T101500Z-3f9a1c."""
+    return f"{clock.now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdClient, HostPlan]:
+    transport = connect(target)
+    client = SystemdClient(transport)
+    try:
+        client.version()
+        return client, plan_host(target.name, target.specs, discover(client))
+    except BaseException:
+        transport.close()
+        raise
+
+
+def _not_started(stage: StagePlan, reason: str) -> StageResult:
+    units = tuple(UnitResult(unit, Outcome.NOT_STARTED, reason=reason) for unit in stage.units)
+    return StageResult(stage.name, stage.critical, StageOutcome.NOT_STARTED, units, reason)
+
+
+def _empty_stage(stage: StagePlan, host: str, emit: EventSink) -> StageResult:
+    if stage.critical and not stage.allow_empty:
+        reason = "no unit matched this critical stage (set allow_empty = true if that is expected)"
+        return StageResult(stage.name, True, StageOutcome.FAILED, (), reason)
+    emit(HostWarning(host, f"stage {stage.name}: no unit matched {', '.join(stage.unmatched)}"))
+    return StageResult(stage.name, stage.critical, StageOutcome.SUCCEEDED, (), "no unit matched")
+
+
+def _run_stages(
+    plan: HostPlan, context: StageContext
+) -> tuple[tuple[StageResult, ...], str | None]:
+    host, emit = plan.host, context.emit
+    results: list[StageResult] = []
+    stop_reason: str | None = None
+    error: str | None = None
+    for stage in plan.stages:
+        if stop_reason is not None:
+            results.append(_not_started(stage, stop_reason))
+            continue
+        emit(StageStarted(host, stage))
+        if stage.units:
+            run = run_stage(context, stage)
+            result, error = run.result, run.fatal
+        else:
+            result = _empty_stage(stage, host, emit)
+        results.append(result)
+        emit(StageFinished(host, result))
+        if error is not None:
+            stop_reason = f"host lost during stage {stage.name}"
+        elif result.outcome is StageOutcome.FAILED and stage.critical:
+            stop_reason = f"critical stage {stage.name} failed"
+    return tuple(results), error
+
+
+def run_host(
+    target: HostTarget, connect: Connector, context: Callable[[SystemdClient], StageContext]
+) -> HostResult:
+    """Guard one host. Never raises: every problem ends up in the `HostResult`."""
+    try:
+        client, plan = _connect_and_plan(target, connect)
+    except DeployGuardError as exc:
+        # Messages name the host already ("forge: host key ..."); the report has it apart.
+        message = str(exc).removeprefix(f"{target.name}: ")
+        return HostResult(target.name, max(exc.exit_code, ExitCode.CRITICAL), error=message)
+
+    except Exception as exc:  # a bug must not turn into a green host or kill the others
+        log.debug("%s: internal error", target.name, exc_info=True)
+        return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
+    try:
+        stage_context = context(client)
+        stage_context.emit(HostPlanned(target.name, plan))
+        stages, error = _run_stages(plan, stage_context)
+    except Exception as exc:
+        log.debug("%s: internal error", target.name, exc_info=True)
+        return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
+    finally:
+        client.transport.close()
+    code = ExitCode.CRITICAL if error else host_exit_code(stages)
+    return HostResult(target.name, code, stages, error=error)
+
+
+def plan_hosts(
+    targets: Sequence[HostTarget], connect: Connector, parallel: int
+) -> list[PlanResult]:
+    """Connect to each host and plan its stages; starts nothing."""
+
+    def one(target: HostTarget) -> PlanResult:
+        try:
+            client, plan = _connect_and_plan(target, connect)
+        except DeployGuardError as exc:
+            return PlanResult(target.name, None, str(exc))
+        client.transport.close()
+        return PlanResult(target.name, plan)
+
+    return in_parallel([functools.partial(one, target) for target in targets], parallel)
+
+
+def in_parallel(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:
+    """Run ``jobs`` on at most ``limit`` daemon threads; results in job order.
+
+    Daemon threads, so that an interrupted run can exit without waiting for a host that
+    no longer answers. A job that raised re-raises here: a lost result must never look
+    like a host that was simply not there.
+    """
+    results: list[tuple[bool, T | BaseException]] = [(False, RuntimeError("not run"))] * len(jobs)
+    slots = threading.Semaphore(max(1, limit))
+
+    def worker(index: int) -> None:
+        with slots:
+            try:
+                results[index] = (True, jobs[index]())
+            except BaseException as exc:
+                results[index] = (False, exc)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    values: list[T] = []
+    for ok, value in results:
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        values.append(value)  # type: ignore[arg-type]
+    return values
+
+
+def run_hosts(request: RunRequest, connect: Connector, clock: Clock, emit: EventSink) -> RunReport:
+    """Guard every host of ``request`` and gather one report."""
+    run_id = new_run_id(clock)
+    started = clock.now()
+
+    def context(client: SystemdClient) -> StageContext:
+        return StageContext(client, clock, request.settings, emit)
+
+    def one(target: HostTarget) -> HostResult:
+        emit(HostConnecting(target.name, target.destination))
+        result = run_host(target, connect, context)
+        emit(HostFinished(result))
+        return result
+
+    hosts = in_parallel(
+        [functools.partial(one, target) for target in request.hosts], request.parallel
+    )
+    code = worst([host.exit_code for host in hosts])
+    return RunReport(run_id, request.command, started, clock.now(), code, tuple(hosts))

@@ -1,0 +1,298 @@
+"""Running one stage on one host: start its units together, watch them with one `show` and
+one journal read per poll, enforce each unit's deadline, and judge each run (verdict.judge).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from deploy_guard.clock import Clock
+from deploy_guard.errors import DeployGuardError
+from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
+from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
+from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.systemd.parse import UnitState
+from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Timing knobs of the engine (config: poll_interval, stop_grace, log_lines)."""
+
+    poll_interval: float = 1.0
+    stop_grace: float = 15.0
+    log_lines: int = 20
+    # journald writes asynchronously (FIELD-NOTES): how long a unit may show no trace of a
+    # run before we stop waiting for evidence and call it unknown.
+    evidence_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """What a stage needs from its host run."""
+
+    client: SystemdClient
+    clock: Clock
+    settings: EngineSettings
+    emit: EventSink
+
+
+@dataclass(frozen=True, slots=True)
+class StageRun:
+    """A stage's result, and the error that ended it early when the host was lost."""
+
+    result: StageResult
+    fatal: str | None = None
+
+
+@dataclass(slots=True)
+class _Watch:
+    tracking: Tracking
+    started_at: datetime
+    deadline: float
+    journal: UnitJournal = field(default_factory=UnitJournal)
+    invocation_id: str | None = None
+    stop_requested: float | None = None
+    killed: float | None = None
+    unaccounted_since: float | None = None
+
+
+def _joins_running_run(state: UnitState) -> bool:
+    """Starting a unit that is already running merges into that run (FIELD-NOTES): we join
+    it. A unit that is stopping gets a new run after the stop, so that is not a join."""
+    return state.active_state in ("activating", "reloading") or (
+        state.active_state == "active" and state.sub_state != "exited"
+    )
+
+
+def _load_problem(state: UnitState) -> tuple[Outcome, str] | None:
+    if state.load_state == "not-found":
+        return Outcome.FAILED, "no such unit on the host"
+    if state.load_state != "loaded":
+        return Outcome.FAILED, f"unit cannot be started (LoadState={state.load_state})"
+    if state.active_state == "active" and state.sub_state == "exited":
+        return Outcome.SKIPPED, "already active (RemainAfterExit=yes): starting it runs nothing"
+    return None
+
+
+class _StageRunner:
+    def __init__(self, context: StageContext, stage: StagePlan) -> None:
+        self.context = context
+        self.client = context.client
+        self.clock = context.clock
+        self.stage = stage
+        self.queue = list(dict.fromkeys(stage.units))
+        self.watches: dict[str, _Watch] = {}
+        self.results: dict[str, UnitResult] = {}
+        # Units between "taken off the queue" and "watched" must still get a result when the
+        # connection is lost there: not started while checked, perhaps started while starting.
+        self.checking: list[str] = []
+        self.launching: list[str] = []
+        self.aliases: dict[str, str] = {}
+        self.cursor: str | None = None
+
+    def run(self) -> StageRun:
+        fatal = None
+        try:
+            # The cursor comes first: anything that happens after our baseline is after it.
+            self.cursor = self.client.journal_cursor()
+            while self.queue or self.watches:
+                self._launch_next()
+                if self.watches:
+                    self.clock.sleep(self.context.settings.poll_interval)
+                    self._poll()
+            self._attach_log_tails()
+        except DeployGuardError as exc:
+            fatal = str(exc)
+            self._abandon(fatal)
+        units = self._planned_results()
+        succeeded = all(result.outcome is Outcome.SUCCEEDED for result in units)
+        outcome = StageOutcome.SUCCEEDED if succeeded else StageOutcome.FAILED
+        return StageRun(StageResult(self.stage.name, self.stage.critical, outcome, units), fatal)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def _launch_next(self) -> None:
+        capacity = (self.stage.max_parallel or len(self.stage.units)) - len(self.watches)
+        batch, self.queue = self.queue[:capacity], self.queue[capacity:]
+        if not batch:
+            return
+        self.checking = batch
+        baseline = dict(zip(batch, self.client.show(batch), strict=True))
+        self.checking = []
+        to_start: dict[str, UnitState] = {}
+        for unit, state in baseline.items():
+            if (problem := _load_problem(state)) is not None:
+                self._finish_early(unit, *problem)
+            elif state.unit != unit and (state.unit in to_start or state.unit in self.watches
+                                         or state.unit in self.results):  # fmt: skip
+                log.debug("%s: %s is an alias of %s", self.client.host, unit, state.unit)
+                self.aliases[unit] = state.unit
+            else:
+                to_start[state.unit] = state
+        if not to_start:
+            return
+        self.launching = list(to_start)
+        answer = self.client.start(list(to_start))
+        self.launching = []
+        now, started_at = self.clock.monotonic(), self.clock.now()
+        for unit, state in to_start.items():
+            if unit in answer.errors:
+                self._finish_early(unit, Outcome.FAILED, f"start refused: {answer.errors[unit]}")
+                continue
+            joined = _joins_running_run(state)
+            tracking = Tracking(
+                unit, state.type, joined, answer.jobs.get(unit), state.invocation_id
+            )
+            self.watches[unit] = _Watch(tracking, started_at, now + self.stage.timeout_s)
+            deadline = started_at + timedelta(seconds=self.stage.timeout_s)
+            self.context.emit(
+                UnitStarted(self.client.host, self.stage.name, unit, joined, started_at, deadline)
+            )
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        units = list(self.watches)
+        states = dict(zip(units, self.client.show(units), strict=True))
+        entries, self.cursor = self.client.journal_since(self.cursor, units)
+        for entry in entries:
+            if entry.unit in self.watches:
+                self.watches[entry.unit].journal.add(entry)
+        now = self.clock.monotonic()
+        expiring: list[str] = []
+        for unit in units:
+            watch, state = self.watches[unit], states[unit]
+            if watch.stop_requested is not None:
+                self._confirm_stopped(watch, state, now)
+                continue
+            judgement = judge(watch.tracking, state, watch.journal)
+            watch.invocation_id = judgement.invocation_id or watch.invocation_id
+            if judgement.phase is Phase.DONE:
+                self._finish(watch, judgement)
+            elif now >= watch.deadline:
+                expiring.append(unit)
+            elif judgement.unaccounted:
+                self._check_evidence(watch, now)
+            else:
+                watch.unaccounted_since = None
+        if expiring:
+            self.client.stop(expiring)
+            for unit in expiring:
+                self.watches[unit].stop_requested = now
+                self.context.emit(UnitStopping(self.client.host, self.stage.name, unit))
+
+    def _check_evidence(self, watch: _Watch, now: float) -> None:
+        if watch.unaccounted_since is None:
+            watch.unaccounted_since = now
+        elif now - watch.unaccounted_since >= self.context.settings.evidence_grace:
+            reason = "systemd has no record of this run (no job, no invocation, no journal entry)"
+            unknown = Judgement(Phase.DONE, watch.invocation_id, Outcome.UNKNOWN, reason=reason)
+            self._finish(watch, unknown)
+
+    def _confirm_stopped(self, watch: _Watch, state: UnitState, now: float) -> None:
+        """A unit past its deadline: stopped, escalating to SIGKILL, and confirmed."""
+        grace = self.context.settings.stop_grace
+        assert watch.stop_requested is not None
+        if not state.is_running and state.job_id is None:
+            ours = state.invocation_id == watch.invocation_id and state.invocation_id
+            self._finish(
+                watch,
+                Judgement(
+                    Phase.DONE,
+                    watch.invocation_id,
+                    Outcome.TIMED_OUT,
+                    state.result if ours else "timeout",
+                    state.exec_main_status if ours else None,
+                    reason=f"did not finish within {self.stage.timeout_s:.0f}s; stopped",
+                ),
+            )
+        elif watch.killed is None and now - watch.stop_requested >= grace:
+            log.warning("%s: %s ignored SIGTERM; sending SIGKILL", self.client.host, state.unit)
+            self.client.kill([state.unit])
+            watch.killed = now
+        elif watch.killed is not None and now - watch.killed >= grace:
+            reason = "did not finish in time and is still running after SIGKILL"
+            self._finish(
+                watch, Judgement(Phase.DONE, watch.invocation_id, Outcome.TIMED_OUT, reason=reason)
+            )
+
+    # -- results ----------------------------------------------------------------------------
+
+    def _finish(self, watch: _Watch, judgement: Judgement) -> None:
+        unit = watch.tracking.unit
+        del self.watches[unit]
+        assert judgement.outcome is not None
+        started = judgement.started_at or (watch.started_at if judgement.invocation_id else None)
+        result = UnitResult(
+            unit=unit,
+            outcome=judgement.outcome,
+            joined=watch.tracking.joined,
+            result=judgement.result,
+            exit_status=judgement.exit_status,
+            invocation_id=judgement.invocation_id,
+            started_at=started,
+            finished_at=judgement.finished_at or self.clock.now(),
+            reason=judgement.reason,
+        )
+        self._record(result)
+
+    def _finish_early(self, unit: str, outcome: Outcome, reason: str) -> None:
+        self._record(UnitResult(unit=unit, outcome=outcome, reason=reason))
+
+    def _record(self, result: UnitResult) -> None:
+        self.results[result.unit] = result
+        self.context.emit(UnitFinished(self.client.host, self.stage.name, result))
+
+    def _abandon(self, reason: str) -> None:
+        """The host was lost: what was in flight is unknown, what was queued never started."""
+        for watch in list(self.watches.values()):
+            lost = Judgement(
+                Phase.DONE, watch.invocation_id, Outcome.UNKNOWN, reason=f"lost contact: {reason}"
+            )
+            self._finish(watch, lost)
+        for unit in self.launching:
+            self._finish_early(unit, Outcome.UNKNOWN, f"lost contact while starting it: {reason}")
+        for unit in [*self.checking, *self.queue]:
+            self._finish_early(unit, Outcome.NOT_STARTED, "host lost before the unit started")
+        self.checking, self.launching, self.queue = [], [], []
+
+    def _planned_results(self) -> tuple[UnitResult, ...]:
+        """A result for every planned unit, in plan order. Fail closed: a unit that somehow
+        has none is `unknown`, never silently absent from a green stage."""
+        results = []
+        for unit in dict.fromkeys(self.stage.units):
+            found = self.results.get(unit) or self.results.get(self.aliases.get(unit, ""))
+            if found is None:
+                found = UnitResult(unit, Outcome.UNKNOWN, reason="no result was recorded")
+            results.append(found if found.unit == unit else replace(found, unit=unit))
+        return tuple(results)
+
+    def _attach_log_tails(self) -> None:
+        lines = self.context.settings.log_lines
+        for unit, result in list(self.results.items()):
+            if result.outcome is Outcome.SUCCEEDED or not lines:
+                continue
+            if not result.invocation_id:
+                # No run, so no run log: systemd's own word on the job is the record.
+                if result.reason:
+                    self.results[unit] = replace(result, log_tail=(result.reason,))
+                continue
+            tail: tuple[str, ...] = ()
+            # journald writes asynchronously: the run's last lines may lag its end.
+            for _attempt in range(3):
+                tail = self.client.log_tail(result.invocation_id, lines)
+                if tail:
+                    break
+                self.clock.sleep(min(0.5, self.context.settings.poll_interval))
+            self.results[unit] = replace(result, log_tail=tail)
+
+
+def run_stage(context: StageContext, stage: StagePlan) -> StageRun:
+    """Run every unit of ``stage`` and judge each; never raises for a host problem (the
+    error is in `StageRun.fatal` and the units in flight are `unknown`)."""
+    return _StageRunner(context, stage).run()

@@ -1,0 +1,184 @@
+"""The systemd client: builds each systemctl/journalctl argv, runs it, parses the answer.
+
+It decides nothing; `engine` decides. Every call goes through `Transport.run`, which quotes
+each argument.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from deploy_guard.errors import HostProtocolError
+from deploy_guard.systemd import parse
+from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
+from deploy_guard.transport.base import CommandResult, Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# `systemctl show --timestamp=unix` appeared in systemd 248; NixOS 21.11 already had 249.
+MIN_SYSTEMD_VERSION: Final = 248
+SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
+JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
+
+
+@dataclass(frozen=True, slots=True)
+class StartAnswer:
+    """What `start` enqueued: job id per unit, and units that could not be enqueued."""
+
+    jobs: dict[str, int]
+    errors: dict[str, str]
+
+
+class SystemdClient:
+    """systemd on one host, through one transport."""
+
+    def __init__(self, transport: Transport, *, timeout: float = 60.0) -> None:
+        self.transport = transport
+        self.timeout = timeout
+
+    @property
+    def host(self) -> str:
+        return self.transport.host
+
+    def _run(self, argv: Sequence[str], *, check: bool = True) -> CommandResult:
+        return self.transport.run(argv, timeout=self.timeout, check=check)
+
+    def _parsed(self, what: str, parse_call: Callable[[], T]) -> T:
+        try:
+            return parse_call()
+        except ParseError as exc:
+            raise HostProtocolError(self.host, f"cannot parse {what}: {exc}") from exc
+
+    def version(self) -> int:
+        """The host's systemd version.
+
+        Raises:
+            HostProtocolError: no systemctl, or a version older than we support.
+        """
+        result = self._run([*SYSTEMCTL, "--version"], check=False)
+        if result.exit_status == 127:
+            raise HostProtocolError(self.host, "systemctl not found: is this a systemd host?")
+        version = self._parsed(
+            "systemctl --version", lambda: parse.parse_systemd_version(result.stdout)
+        )
+        if version < MIN_SYSTEMD_VERSION:
+            raise HostProtocolError(
+                self.host,
+                f"systemd {version} is too old; deploy-guard needs {MIN_SYSTEMD_VERSION}+",
+            )
+        return version
+
+    def boot_id(self) -> str:
+        """The host's current boot id (changes when it reboots)."""
+        result = self._run(["cat", "/proc/sys/kernel/random/boot_id"])
+        return result.stdout.strip().replace("-", "")
+
+    def list_unit_files(self) -> tuple[ListedUnit, ...]:
+        """Service unit files on disk, loaded or not (FIELD-NOTES: list-units misses those)."""
+        argv = [*SYSTEMCTL, "list-unit-files", "--type=service", "--no-legend", "--plain"]
+        result = self._run(argv, check=False)
+        # Exit 1 with no output means "nothing matched", not an error.
+        if result.exit_status not in (0, 1) or (result.exit_status == 1 and result.stdout.strip()):
+            raise HostProtocolError(self.host, f"list-unit-files failed: {result.stderr.strip()}")
+        return self._parsed("list-unit-files", lambda: parse.parse_unit_list(result.stdout))
+
+    def list_units(self) -> tuple[ListedUnit, ...]:
+        """Service units loaded in memory (includes transient and generated ones)."""
+        argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
+        result = self._run(argv)
+        return self._parsed("list-units", lambda: parse.parse_unit_list(result.stdout))
+
+    def show(self, units: Sequence[str]) -> tuple[UnitState, ...]:
+        """One `systemctl show` call for every unit, in the order given."""
+        if not units:
+            return ()
+        argv = [
+            *SYSTEMCTL,
+            "show",
+            "--timestamp=unix",
+            "-p",
+            ",".join(parse.SHOW_PROPERTIES),
+            "--",
+            *units,
+        ]
+        result = self._run(argv)
+        return self._parsed("systemctl show", lambda: parse.parse_show(result.stdout, tuple(units)))
+
+    def start(self, units: Sequence[str]) -> StartAnswer:
+        """Enqueue a start job for every unit in one call, without waiting for any of them.
+
+        `--no-block` because a blocking start of a oneshot waits for it to finish and would
+        serialise the stage (FIELD-NOTES); `--show-transaction` tells us each job id.
+        """
+        argv = [*SYSTEMCTL, "start", "--no-block", "--show-transaction", "--", *units]
+        result = self._run(argv, check=False)
+        jobs, errors = parse.parse_start_output(result.stderr)
+        for unit in units:
+            if unit not in jobs and unit not in errors:
+                reason = result.stderr.strip().splitlines()[-1:] or ["no job was enqueued"]
+                errors[unit] = reason[0]
+        return StartAnswer(jobs=jobs, errors=errors)
+
+    def stop(self, units: Sequence[str]) -> None:
+        """Ask systemd to stop units (cancels queued jobs, SIGTERMs the cgroup)."""
+        if units:
+            self._run([*SYSTEMCTL, "stop", "--no-block", "--", *units], check=False)
+
+    def kill(self, units: Sequence[str], signal: str = "SIGKILL") -> None:
+        """Send ``signal`` to every process of each unit."""
+        if units:
+            self._run([*SYSTEMCTL, "kill", f"--signal={signal}", "--", *units], check=False)
+
+    def journal_cursor(self) -> str | None:
+        """The journal's current end, so later reads see only what happens from now on."""
+        result = self._run([*JOURNALCTL, "--lines=0", "--show-cursor"], check=False)
+        return parse.parse_cursor(result.stdout)
+
+    def journal_since(
+        self, cursor: str | None, units: Sequence[str]
+    ) -> tuple[tuple[JournalEntry, ...], str | None]:
+        """systemd's own messages (PID 1) about ``units`` after ``cursor``; the new cursor.
+
+        An unreadable journal yields no entries: the engine then relies on `show` alone and
+        cannot prove what it cannot see (fail closed).
+        """
+        if not units:
+            return (), cursor
+        argv = [
+            *JOURNALCTL,
+            "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}",
+        ]
+        # --cursor (inclusive), not --after-cursor: with field matches, journalctl 252's
+        # --after-cursor skips the first matching entry (seen on the testbed), which would
+        # hide a run's only "job done" message. The entry at the cursor itself is dropped below.
+        if cursor:
+            argv.append(f"--cursor={cursor}")
+        argv += ["_PID=1", *(f"UNIT={unit}" for unit in units)]
+        result = self._run(argv, check=False)
+        if not result.ok:
+            log.warning("%s: cannot read the journal: %s", self.host, result.stderr.strip())
+            return (), cursor
+        parsed = self._parsed("journal", lambda: parse.parse_journal(result.stdout))
+        entries = tuple(entry for entry in parsed if entry.cursor != cursor)
+        return entries, (entries[-1].cursor if entries else cursor)
+
+    def log_tail(self, invocation_id: str, lines: int) -> tuple[str, ...]:
+        """The last ``lines`` journal lines of one run: the unit's output and systemd's
+        messages about that invocation, nothing from other runs."""
+        if not invocation_id or lines <= 0:
+            return ()
+        argv = [
+            *JOURNALCTL,
+            "--output=cat",
+            f"--lines={lines}",
+            f"_SYSTEMD_INVOCATION_ID={invocation_id}",
+            "+",
+            f"INVOCATION_ID={invocation_id}",
+        ]
+        result = self._run(argv, check=False)
+        return tuple(result.stdout.splitlines()[-lines:]) if result.ok else ()

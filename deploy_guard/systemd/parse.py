@@ -1,0 +1,289 @@
+"""Pure parsers for systemctl and journalctl output. Malformed input raises, never guesses.
+
+Every function here is table-tested; nothing here talks to a host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+# systemd's catalog message ids (FIELD-NOTES, "The journal is the durable record").
+MESSAGE_UNIT_STARTING: Final = "7d4958e842da4a758f6c1cdc7b36dcc5"
+MESSAGE_UNIT_SUCCESS: Final = "7ad2d189f7e94e70a38c781354912448"
+MESSAGE_UNIT_FAILURE: Final = "d9b373ed55a64feb8242e02dbe79a49c"
+
+SHOW_PROPERTIES: Final = (
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "Result",
+    "Type",
+    "RemainAfterExit",
+    "InvocationID",
+    "Job",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "ConditionResult",
+    "ExecMainStartTimestamp",
+    "ExecMainExitTimestamp",
+    "ActiveEnterTimestamp",
+    "InactiveEnterTimestamp",
+)
+
+JOURNAL_FIELDS: Final = (
+    "UNIT",
+    "MESSAGE_ID",
+    "MESSAGE",
+    "JOB_ID",
+    "JOB_TYPE",
+    "JOB_RESULT",
+    "INVOCATION_ID",
+    "UNIT_RESULT",
+)
+
+
+class ParseError(ValueError):
+    """Output that does not have the shape we rely on."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """One unit as `systemctl show` reports it at one moment."""
+
+    unit: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    result: str
+    type: str
+    remain_after_exit: bool
+    invocation_id: str
+    job_id: int | None
+    exec_main_code: int | None
+    exec_main_status: int | None
+    condition_result: bool | None
+    exec_main_start: datetime | None
+    exec_main_exit: datetime | None
+
+    @property
+    def is_running(self) -> bool:
+        """A run is under way: starting, running or stopping."""
+        if self.active_state in ("activating", "deactivating", "reloading"):
+            return True
+        # Type=oneshot RemainAfterExit=yes stays "active (exited)" after it finished.
+        return self.active_state == "active" and self.sub_state != "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class ListedUnit:
+    """A unit name from `list-unit-files` or `list-units`, with its file state or load state."""
+
+    unit: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One of systemd's own messages about a unit (or a unit's output line)."""
+
+    cursor: str
+    unit: str
+    message_id: str
+    message: str
+    job_id: int | None
+    job_type: str
+    job_result: str
+    invocation_id: str
+    unit_result: str
+    timestamp: datetime | None
+
+
+def _int_or_none(value: str) -> int | None:
+    value = value.strip()
+    if not value or value in ("n/a", "[not set]"):
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ParseError(f"expected a number, got {value!r}") from exc
+
+
+def _unix_timestamp(value: str) -> datetime | None:
+    """`systemctl show --timestamp=unix` prints "@1732668083" (or nothing when unset)."""
+    value = value.strip()
+    if not value or value in ("n/a", "0"):
+        return None
+    if not re.fullmatch(r"@\d+(\.\d+)?", value):
+        raise ParseError(f"expected a unix timestamp like @1700000000, got {value!r}")
+    seconds = float(value[1:])
+    return None if seconds == 0 else datetime.fromtimestamp(seconds, UTC)
+
+
+def _blocks(text: str) -> list[dict[str, str]]:
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key or not key.isidentifier():
+            raise ParseError(f"not a property line: {line[:80]!r}")
+        current[key] = value
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _unit_state(requested: str, props: dict[str, str]) -> UnitState:
+    missing = [name for name in ("Id", "LoadState", "ActiveState") if name not in props]
+    if missing:
+        raise ParseError(f"systemctl show for {requested} lacks {', '.join(missing)}")
+    condition = props.get("ConditionResult", "")
+    return UnitState(
+        unit=props["Id"],
+        load_state=props["LoadState"],
+        active_state=props["ActiveState"],
+        sub_state=props.get("SubState", ""),
+        result=props.get("Result", ""),
+        type=props.get("Type", ""),
+        remain_after_exit=props.get("RemainAfterExit") == "yes",
+        invocation_id=props.get("InvocationID", ""),
+        job_id=_int_or_none(props.get("Job", "")),
+        exec_main_code=_int_or_none(props.get("ExecMainCode", "")),
+        exec_main_status=_int_or_none(props.get("ExecMainStatus", "")),
+        condition_result={"yes": True, "no": False}.get(condition),
+        exec_main_start=_unix_timestamp(props.get("ExecMainStartTimestamp", "")),
+        exec_main_exit=_unix_timestamp(props.get("ExecMainExitTimestamp", "")),
+    )
+
+
+def parse_show(text: str, requested: tuple[str, ...]) -> tuple[UnitState, ...]:
+    """Parse `systemctl show -p ... U1 U2 ...`: one block per unit, in argument order.
+
+    Raises:
+        ParseError: the number of blocks differs from the units asked for, or a block is
+            malformed (FIELD-NOTES: properties come in systemd's order, blocks in ours).
+    """
+    blocks = _blocks(text)
+    if len(blocks) != len(requested):
+        raise ParseError(f"systemctl show returned {len(blocks)} blocks for {len(requested)} units")
+    return tuple(_unit_state(name, props) for name, props in zip(requested, blocks, strict=True))
+
+
+def parse_unit_list(text: str) -> tuple[ListedUnit, ...]:
+    """Parse `list-unit-files --no-legend` (UNIT STATE [PRESET]) or
+    `list-units --all --plain --no-legend` (UNIT LOAD ACTIVE SUB DESCRIPTION) output.
+
+    Raises:
+        ParseError: a line does not start with a unit name and a state.
+    """
+    units = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split()
+        # list-units marks failed units with a leading "●" unless --plain is honoured.
+        if fields[0] in ("●", "*"):
+            fields = fields[1:]
+        if len(fields) < 2:
+            raise ParseError(f"not a unit line: {line[:80]!r}")
+        units.append(ListedUnit(unit=fields[0], state=fields[1]))
+    return tuple(units)
+
+
+_ANCHOR = re.compile(r"^Enqueued anchor job (\d+) (\S+)/start\.$")
+_FAILED_START = re.compile(r"^Failed to start (\S+?): (.*)$")
+
+
+def parse_start_output(text: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Parse `systemctl start --no-block --show-transaction` stderr.
+
+    Returns the job id of each unit's anchor job and the error message of each unit that
+    could not be enqueued (e.g. not found, access denied).
+    """
+    jobs: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if match := _ANCHOR.match(line):
+            jobs[match.group(2)] = int(match.group(1))
+        elif match := _FAILED_START.match(line):
+            errors[match.group(1)] = match.group(2)
+    return jobs, errors
+
+
+def _field(entry: dict[str, object], name: str) -> str:
+    """A journal field as text: journalctl prints repeated fields as lists and binary ones
+    as lists of byte values."""
+    value = entry.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, int) for item in value):
+        return bytes(item % 256 for item in value).decode("utf-8", "replace")
+    if isinstance(value, list) and value:
+        return _field({name: value[-1]}, name)
+    return str(value)
+
+
+def _journal_entry(line: str) -> JournalEntry:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"journal line is not JSON: {line[:80]!r}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("__CURSOR"), str):
+        raise ParseError(f"journal entry without a cursor: {line[:80]!r}")
+    realtime = _field(raw, "__REALTIME_TIMESTAMP")
+    job_id = _field(raw, "JOB_ID")
+    return JournalEntry(
+        cursor=raw["__CURSOR"],
+        unit=_field(raw, "UNIT"),
+        message_id=_field(raw, "MESSAGE_ID"),
+        message=_field(raw, "MESSAGE"),
+        job_id=int(job_id) if job_id.isdigit() else None,
+        job_type=_field(raw, "JOB_TYPE"),
+        job_result=_field(raw, "JOB_RESULT"),
+        invocation_id=_field(raw, "INVOCATION_ID"),
+        unit_result=_field(raw, "UNIT_RESULT"),
+        timestamp=(
+            datetime.fromtimestamp(int(realtime) / 1_000_000, UTC) if realtime.isdigit() else None
+        ),
+    )
+
+
+def parse_journal(text: str) -> tuple[JournalEntry, ...]:
+    """Parse `journalctl -o json` output, one JSON object per line.
+
+    Raises:
+        ParseError: a line is not a journal entry.
+    """
+    return tuple(_journal_entry(line) for line in text.splitlines() if line.strip())
+
+
+def parse_cursor(text: str) -> str | None:
+    """The cursor in `journalctl -n 0 --show-cursor` output ("-- cursor: s=..."), if any."""
+    for line in text.splitlines():
+        if line.startswith("-- cursor: "):
+            return line.removeprefix("-- cursor: ").strip()
+    return None
+
+
+def parse_systemd_version(text: str) -> int:
+    """The version number from `systemctl --version` ("systemd 252 (252.39-1~deb12u2)").
+
+    Raises:
+        ParseError: the first line is not systemd's version banner.
+    """
+    match = re.match(r"systemd (\d+)", text.strip())
+    if match is None:
+        raise ParseError(f"not a systemd version banner: {text.strip()[:80]!r}")
+    return int(match.group(1))

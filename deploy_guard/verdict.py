@@ -1,0 +1,214 @@
+"""Deciding what happened to one unit, from systemd's evidence. Pure and table-tested.
+
+The rule (README, "What counts as success"): a unit succeeded only when a run that this guard
+started or joined has an invocation id, that run ended, and systemd recorded it as
+successful. Everything else is something else: still running, skipped, failed, or unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+
+from deploy_guard.model import Outcome
+from deploy_guard.systemd.parse import (
+    MESSAGE_UNIT_FAILURE,
+    MESSAGE_UNIT_STARTING,
+    MESSAGE_UNIT_SUCCESS,
+    JournalEntry,
+    UnitState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """What we know about a unit from the moment we started it."""
+
+    unit: str
+    unit_type: str
+    joined: bool
+    job_id: int | None
+    baseline_invocation: str
+
+
+@dataclass(slots=True)
+class UnitJournal:
+    """systemd's journal messages about one unit since the stage began, indexed."""
+
+    job_started: dict[int, JournalEntry] = field(default_factory=dict)
+    job_done: dict[int, JournalEntry] = field(default_factory=dict)
+    terminal: dict[str, JournalEntry] = field(default_factory=dict)
+
+    def add(self, entry: JournalEntry) -> None:
+        """Index one entry (entries that tell us nothing are ignored)."""
+        if entry.job_id is not None and entry.job_type == "start":
+            if entry.job_result:
+                self.job_done[entry.job_id] = entry
+            elif entry.message_id == MESSAGE_UNIT_STARTING:
+                self.job_started[entry.job_id] = entry
+        elif entry.invocation_id and entry.message_id in (
+            MESSAGE_UNIT_SUCCESS,
+            MESSAGE_UNIT_FAILURE,
+        ):
+            self.terminal[entry.invocation_id] = entry
+
+
+class Phase(Enum):
+    """Where a unit stands at one poll."""
+
+    PENDING = "pending"  # queued, or no evidence yet
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The answer for one unit at one poll."""
+
+    phase: Phase
+    invocation_id: str | None = None
+    outcome: Outcome | None = None
+    result: str | None = None
+    exit_status: int | None = None
+    reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # PENDING with no queued job and no trace of a run: if this lasts, the run is unprovable.
+    unaccounted: bool = False
+
+
+def _journal_invocation(tracking: Tracking, journal: UnitJournal) -> str | None:
+    """The run our own start job created or merged into, per systemd's messages about it."""
+    if tracking.job_id is None:
+        return None
+    for entry in (journal.job_started.get(tracking.job_id), journal.job_done.get(tracking.job_id)):
+        if entry is not None and entry.invocation_id:
+            return entry.invocation_id
+    return None
+
+
+def _our_invocation(
+    tracking: Tracking, state: UnitState | None, journal: UnitJournal
+) -> str | None:
+    from_journal = _journal_invocation(tracking, journal)
+    if tracking.joined:
+        # The run we joined, unless it ended before our start call: then our job made a
+        # new run, and that is the one to judge.
+        return from_journal or tracking.baseline_invocation or None
+    if from_journal is not None:
+        return from_journal
+    if state is None or not state.invocation_id:
+        return None
+    # `show` names a new run since our baseline. It is ours when our job is running it, or
+    # when no job is pending any more. While our job is still queued (Job= ours, unit not
+    # starting) the new id is a run that ended before our job ran: not ours.
+    # A garbage-collected unit shows an empty id and lands above.
+    is_new = state.invocation_id != tracking.baseline_invocation
+    ours_running = state.job_id == tracking.job_id and state.active_state == "activating"
+    return state.invocation_id if is_new and (state.job_id is None or ours_running) else None
+
+
+def _from_state(invocation: str, state: UnitState | None) -> Judgement | None:
+    if state is None or state.invocation_id != invocation or state.job_id is not None:
+        return None
+    finished = state.active_state in ("inactive", "failed") or (
+        state.active_state == "active" and state.sub_state == "exited"
+    )
+    if not finished:
+        return None
+    succeeded = state.active_state != "failed" and state.result == "success"
+    return Judgement(
+        Phase.DONE,
+        invocation,
+        Outcome.SUCCEEDED if succeeded else Outcome.FAILED,
+        state.result,
+        state.exec_main_status,
+        reason=None if succeeded else f"systemd result {state.result}",
+        started_at=state.exec_main_start,
+        finished_at=state.exec_main_exit,
+    )
+
+
+def _from_journal(tracking: Tracking, invocation: str, journal: UnitJournal) -> Judgement | None:
+    terminal = journal.terminal.get(invocation)
+    if terminal is not None:
+        if terminal.message_id == MESSAGE_UNIT_SUCCESS:
+            return Judgement(
+                Phase.DONE, invocation, Outcome.SUCCEEDED, "success",
+                finished_at=terminal.timestamp,
+            )  # fmt: skip
+        return Judgement(
+            Phase.DONE, invocation, Outcome.FAILED, terminal.unit_result or "failed",
+            reason=terminal.message, finished_at=terminal.timestamp,
+        )  # fmt: skip
+    done = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
+    if done is None or done.invocation_id != invocation:
+        return None
+    if done.job_result != "done":
+        return Judgement(
+            Phase.DONE, invocation, Outcome.FAILED, done.job_result,
+            reason=done.message, finished_at=done.timestamp,
+        )  # fmt: skip
+    if tracking.unit_type == "oneshot":
+        # A oneshot's start job completes only after its ExecStart= processes exited
+        # successfully; for other types "done" only means "started".
+        return Judgement(
+            Phase.DONE, invocation, Outcome.SUCCEEDED, "success", finished_at=done.timestamp
+        )
+    return None
+
+
+def _started_at(tracking: Tracking, journal: UnitJournal) -> datetime | None:
+    if tracking.job_id is None:
+        return None
+    entry = journal.job_started.get(tracking.job_id) or journal.job_done.get(tracking.job_id)
+    return entry.timestamp if entry is not None else None
+
+
+def _enriched(
+    done: Judgement, tracking: Tracking, state: UnitState | None, journal: UnitJournal
+) -> Judgement:
+    """Fill what the deciding source lacked (exit status, times) from the other source,
+    only when the `show` state describes the same invocation."""
+    same_run = state is not None and state.invocation_id == done.invocation_id
+    return replace(
+        done,
+        exit_status=(
+            done.exit_status
+            if done.exit_status is not None or not same_run or state is None
+            else state.exec_main_status
+        ),
+        started_at=done.started_at
+        or _started_at(tracking, journal)
+        or (state.exec_main_start if same_run and state else None),
+        finished_at=done.finished_at or (state.exec_main_exit if same_run and state else None),
+    )
+
+
+def judge(tracking: Tracking, state: UnitState | None, journal: UnitJournal) -> Judgement:
+    """Decide where a unit stands, from the latest `show` state and the journal so far."""
+    invocation = _our_invocation(tracking, state, journal)
+    if invocation is not None:
+        done = _from_journal(tracking, invocation, journal) or _from_state(invocation, state)
+        if done is not None:
+            return _enriched(done, tracking, state, journal)
+        return Judgement(Phase.RUNNING, invocation, started_at=_started_at(tracking, journal))
+    done_entry = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
+    if done_entry is not None:
+        # The job finished without ever creating a run.
+        if done_entry.job_result in ("done", "skipped"):
+            condition = "condition" in done_entry.message.lower()
+            return Judgement(
+                Phase.DONE, None, Outcome.SKIPPED,
+                "unmet-condition" if condition else done_entry.job_result,
+                reason=done_entry.message or "skipped by an unmet condition",
+                finished_at=done_entry.timestamp,
+            )  # fmt: skip
+        return Judgement(
+            Phase.DONE, None, Outcome.FAILED, done_entry.job_result,
+            reason=done_entry.message or f"start job {done_entry.job_result}",
+            finished_at=done_entry.timestamp,
+        )  # fmt: skip
+    queued = state is not None and state.job_id is not None
+    return Judgement(Phase.PENDING, unaccounted=not queued)
