@@ -1,0 +1,119 @@
+"""The JSON documents (`--json`, saved runs). Field names are a public interface: later
+versions add fields, never rename them (README, "Report schema")."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from deploy_guard.engine import PlanResult
+from deploy_guard.model import HostResult, RunReport, StageResult, UnitResult
+
+SCHEMA_VERSION: Final = 1
+Json = dict[str, Any]
+
+
+def _time(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def unit_json(unit: UnitResult) -> Json:
+    return {
+        "unit": unit.unit,
+        "outcome": unit.outcome.value,
+        "joined": unit.joined,
+        "result": unit.result,
+        "exit_status": unit.exit_status,
+        "invocation_id": unit.invocation_id,
+        "started_at": _time(unit.started_at),
+        "finished_at": _time(unit.finished_at),
+        "log_tail": list(unit.log_tail),
+        "reason": unit.reason,
+    }
+
+
+def stage_json(stage: StageResult) -> Json:
+    return {
+        "name": stage.name,
+        "critical": stage.critical,
+        "outcome": stage.outcome.value,
+        "reason": stage.reason,
+        "units": [unit_json(unit) for unit in stage.units],
+    }
+
+
+def host_json(host: HostResult) -> Json:
+    return {
+        "host": host.host,
+        "exit_code": int(host.exit_code),
+        "error": host.error,
+        "warnings": list(host.warnings),
+        "stages": [stage_json(stage) for stage in host.stages],
+    }
+
+
+def run_json(report: RunReport) -> Json:
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": report.run_id,
+        "command": report.command,
+        "started_at": _time(report.started_at),
+        "finished_at": _time(report.finished_at),
+        "exit_code": int(report.exit_code),
+        "hosts": [host_json(host) for host in report.hosts],
+    }
+
+
+def plan_json(plans: Sequence[PlanResult]) -> Json:
+    hosts = []
+    for result in plans:
+        stages = []
+        for stage in result.plan.stages if result.plan else ():
+            stages.append(
+                {
+                    "name": stage.name,
+                    "critical": stage.critical,
+                    "timeout_s": stage.timeout_s,
+                    "max_parallel": stage.max_parallel,
+                    "units": [{"unit": unit} for unit in stage.units],
+                    "excluded": [{"unit": e.unit, "reason": e.reason} for e in stage.excluded],
+                    "unmatched": list(stage.unmatched),
+                }
+            )
+        hosts.append({"host": result.host, "error": result.error, "stages": stages})
+    return {"schema": SCHEMA_VERSION, "command": "plan", "hosts": hosts}
+
+
+def dumps(document: Json) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """$XDG_STATE_HOME/deploy-guard (default ~/.local/state/deploy-guard)."""
+    base = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return Path(base) / "deploy-guard"
+
+
+def save_run(report: RunReport, env: Mapping[str, str]) -> Path:
+    """Write the report to runs/RUN_ID.json atomically (readable by the user only).
+
+    Raises:
+        OSError: the state directory cannot be written.
+    """
+    runs = state_dir(env) / "runs"
+    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = runs / f"{report.run_id}.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(dumps(run_json(report)), encoding="utf-8")
+    os.chmod(temporary, 0o600)
+    temporary.replace(path)
+    return path
