@@ -1,0 +1,321 @@
+"""One test host: a systemd-nspawn container booted from the cached rootfs, sshd on loopback."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import logging
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from tests.testbed.errors import HostBootError, RemoteCommandError, TestbedError
+from tests.testbed.samples import install_sample_units
+from tests.testbed.system import log_tail, remove_tree, terminate_process, unmount
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_SECONDS: Final = 15.0
+READY_STATES: Final = ("running", "degraded")
+# Set to "copy" to skip overlayfs (for comparison, or where overlayfs misbehaves).
+ROOT_STRATEGY_VARIABLE: Final = "DEPLOY_GUARD_TESTBED_ROOT"
+SSH_OPTIONS: Final = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "LogLevel=ERROR",
+)
+PR_SET_PDEATHSIG: Final = 1
+
+
+class RootStrategy(enum.Enum):
+    """How a host's writable root was made from the cached rootfs."""
+
+    OVERLAY = "overlay"
+    COPY = "copy"
+
+
+class TestHost:
+    """A booted container that looks like a NixOS host to deploy-guard: systemd + sshd.
+
+    Built by Testbed.boot(); the constructor only records names and paths.
+    """
+
+    __test__ = False  # pytest: not a test class despite the name
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: int,
+        machine: str,
+        directory: Path,
+        ssh_config: Path,
+        on_stop: Callable[[TestHost], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.machine = machine
+        self.directory = directory
+        self.root = directory / "root"
+        self.log_path = directory / "nspawn.log"
+        self.ssh_config = ssh_config
+        self.host_key = ""
+        self.root_strategy: RootStrategy | None = None
+        self.prepare_seconds = 0.0
+        self.boot_seconds = 0.0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._on_stop = on_stop
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"TestHost(name={self.name!r}, port={self.port}, machine={self.machine!r})"
+
+    def prepare(self, lower: Path, authorized_key: str, *, sample_units: bool) -> None:
+        """Make the host's root from the cached rootfs and write its per-host settings."""
+        started = time.monotonic()
+        self.directory.mkdir(parents=True)
+        self.root_strategy = make_root(lower, self.directory)
+        self.host_key = configure_host_root(self.root, self.name, self.port, authorized_key)
+        if sample_units:
+            install_sample_units(self.root)
+        self.prepare_seconds = time.monotonic() - started
+
+    def start(self, *, tie_to_parent: bool) -> None:
+        """Launch systemd-nspawn in its own session, its console going to the log file.
+
+        With tie_to_parent, the kernel sends nspawn SIGTERM when this process dies, so a
+        killed pytest still shuts its containers down.
+        """
+        argv = [
+            "systemd-nspawn",
+            f"--directory={self.root}",
+            "--boot",
+            "--register=no",  # no systemd-machined here (PID 1 is not systemd)
+            "--keep-unit",  # and no systemd to create a scope unit with
+            f"--machine={self.machine}",
+            f"--hostname={self.name}",
+            "--link-journal=no",
+            "--console=read-only",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+                env={**os.environ, "TERM": "dumb", "SYSTEMD_COLORS": "0"},
+            )
+        self._started_at = time.monotonic()
+
+    def wait_until_ready(self, timeout: float) -> None:
+        """Wait until sshd answers and systemd has finished booting.
+
+        Raises:
+            HostBootError: nspawn exited, the timeout passed, or systemd reports a state
+                other than running or degraded.
+        """
+        deadline = time.monotonic() + timeout
+        last_error = "no ssh attempt finished"
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                status = None if self.process is None else self.process.returncode
+                raise HostBootError(self.name, f"systemd-nspawn exited ({status})", self.log())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reason = f"not ready after {timeout:g} s; last ssh error: {last_error}"
+                raise HostBootError(self.name, reason, self.log())
+            try:
+                result = self.run_ssh(
+                    "systemctl is-system-running --wait", timeout=remaining, connect_timeout=2
+                )
+            except subprocess.TimeoutExpired:
+                continue
+            if result.returncode == 255:  # ssh itself failed: sshd is not listening yet
+                last_error = result.stderr.strip()
+                time.sleep(0.1)
+                continue
+            state = result.stdout.strip()
+            if state not in READY_STATES:
+                raise HostBootError(self.name, f"system state {state!r} after boot", self.log())
+            self.boot_seconds = time.monotonic() - self._started_at
+            if state == "degraded":
+                failed = self.ssh("systemctl --failed --plain --no-legend", check=False)
+                logger.warning("test host %s is degraded: %s", self.name, failed.stdout.strip())
+            return
+
+    def run_ssh(
+        self, command: str, *, timeout: float, connect_timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]:
+        """Run command through the system ssh client and the testbed's ssh config."""
+        argv = [
+            "ssh",
+            "-F",
+            str(self.ssh_config),
+            *SSH_OPTIONS,
+            "-o",
+            f"ConnectTimeout={connect_timeout:.0f}",
+            self.name,
+            command,
+        ]
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ssh(
+        self, command: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command on the host as root, for test setup and inspection.
+
+        Raises:
+            RemoteCommandError: check is true and the command (or ssh) exited non-zero.
+            subprocess.TimeoutExpired: it ran longer than timeout seconds.
+        """
+        result = self.run_ssh(command, timeout=timeout)
+        if check and result.returncode != 0:
+            raise RemoteCommandError(
+                self.name, command, result.returncode, result.stdout, result.stderr
+            )
+        return result
+
+    def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write a file into the host's root directly (visible inside at once).
+
+        Raises:
+            TestbedError: path is not absolute, or a symlink would lead outside the root.
+        """
+        target = self.host_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():  # replace the link itself, never what it points to
+            target.unlink()
+        target.write_text(text)
+        target.chmod(mode)
+
+    def install_unit(self, name: str, text: str) -> None:
+        """Write /etc/systemd/system/NAME; call daemon_reload() before using it."""
+        if "/" in name:
+            raise TestbedError(f"not a unit name: {name!r}")
+        self.write_file(f"/etc/systemd/system/{name}", text)
+
+    def daemon_reload(self) -> None:
+        """Make systemd re-read unit files."""
+        self.ssh("systemctl daemon-reload")
+
+    def boot_id(self) -> str:
+        """Return the container's boot ID as the journal spells it (32 hex digits)."""
+        result = self.ssh("cat /proc/sys/kernel/random/boot_id")
+        return result.stdout.strip().replace("-", "")
+
+    def host_path(self, path: str) -> Path:
+        """Map an absolute path inside the container to the host, staying inside its root.
+
+        Absolute symlinks in the container point at the host's files when followed from
+        outside, so a parent directory that resolves outside the root is refused.
+
+        Raises:
+            TestbedError: path is not absolute, or its parent resolves outside the root.
+        """
+        container_path = PurePosixPath(path)
+        if not container_path.is_absolute():
+            raise TestbedError(f"container path must be absolute: {path!r}")
+        target = self.root / container_path.relative_to("/")
+        root = self.root.resolve()
+        parent = target.parent.resolve()
+        if parent != root and root not in parent.parents:
+            raise TestbedError(f"{path!r} leads outside the container root (symlink)")
+        return parent / target.name
+
+    def log(self, line_count: int = 40) -> str:
+        """Return the tail of the container's console log."""
+        return log_tail(self.log_path, line_count)
+
+    def stop(self) -> None:
+        """Shut the container down, unmount and delete its root. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self.process is not None:
+                terminate_process(self.process.pid, self.machine, STOP_TIMEOUT_SECONDS)
+                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        finally:
+            try:
+                unmount(self.root)
+                remove_tree(self.directory)
+            finally:
+                if self._on_stop is not None:
+                    self._on_stop(self)
+
+
+def make_root(lower: Path, directory: Path) -> RootStrategy:
+    """Create directory/root as an overlay on lower, or as a copy if overlayfs fails."""
+    root = directory / "root"
+    root.mkdir()
+    if os.environ.get(ROOT_STRATEGY_VARIABLE) != RootStrategy.COPY.value:
+        upper, work = directory / "upper", directory / "work"
+        upper.mkdir()
+        work.mkdir()
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        result = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:
+            return RootStrategy.OVERLAY
+        logger.warning("overlayfs failed (%s); copying the rootfs", result.stderr.strip())
+    root.rmdir()
+    subprocess.run(["cp", "-a", "--reflink=auto", str(lower), str(root)], check=True)
+    return RootStrategy.COPY
+
+
+def configure_host_root(root: Path, name: str, port: int, authorized_key: str) -> str:
+    """Write one host's identity and sshd settings; return its public host key line.
+
+    Every host gets a fresh ed25519 host key (the cached rootfs has none), so a test that
+    talks to the wrong port fails host key checking instead of silently reaching a sibling.
+    """
+    (root / "etc/hostname").write_text(f"{name}\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    # A machine ID of its own, so journals and D-Bus see distinct machines.
+    (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+    key_path = root / "etc/ssh/ssh_host_ed25519_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key_path)],
+        check=True,
+        capture_output=True,
+    )
+    (root / "etc/ssh/sshd_config.d/20-testbed-host.conf").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
+    )
+    authorized_keys = root / "root/.ssh/authorized_keys"
+    authorized_keys.write_text(authorized_key.strip() + "\n")
+    authorized_keys.chmod(0o600)
+    key_type, key_body = key_path.with_suffix(".pub").read_text().split()[:2]
+    return f"{key_type} {key_body}"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
