@@ -53,7 +53,7 @@ def guard(env: dict[str, str], *args: str, config: Path | None = None,
     argv = [sys.executable, "-m", "deploy_guard", *args, "--json"]
     # OpenSSH reads ~/.ssh/config from the passwd home, not $HOME: point ssh at the test
     # HOME's config explicitly, as a user with a non-default config file would.
-    env = {"DEPLOY_GUARD_SSH_CONFIG": str(Path(env["HOME"]) / ".ssh" / "config"), **env}
+    env = {**env, "DEPLOY_GUARD_SSH_CONFIG": str(Path(env["HOME"]) / ".ssh" / "config")}
     if config is not None:
         argv += ["--config", str(config)]
     completed = subprocess.run(
