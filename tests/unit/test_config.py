@@ -52,7 +52,7 @@ def test_empty_file_gives_the_defaults() -> None:
 
     assert config == Config()
     assert config.parallel == 4
-    assert config.poll_interval == 1.0
+    assert config.poll_interval == 0.5
     assert config.stop_grace == 15.0
     assert config.log_lines == 20
 
@@ -109,10 +109,10 @@ def test_stage_timeout_is_a_duration(text: str, seconds: float) -> None:
 
 def test_top_level_durations_and_numbers() -> None:
     config = config_from(
-        'poll_interval = "500ms"\nstop_grace = "1m"\nconnect_timeout = 5\nparallel = 8\n'
+        'poll_interval = "250ms"\nstop_grace = "1m"\nconnect_timeout = 5\nparallel = 8\n'
     )
 
-    assert (config.poll_interval, config.stop_grace, config.connect_timeout) == (0.5, 60.0, 5.0)
+    assert (config.poll_interval, config.stop_grace, config.connect_timeout) == (0.25, 60.0, 5.0)
     assert config.parallel == 8
 
 

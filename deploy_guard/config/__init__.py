@@ -9,137 +9,141 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from deploy_guard.durations import parse_duration
+from deploy_guard.config.base import (
+    CONFIG_ENV,
+    CONFIG_NAME,
+    Age,
+    Duration,
+    StrictModel,
+)
+from deploy_guard.config.checks import (
+    NIXOS_ROLLBACK,
+    CommandCheck,
+    CommandHealthCheck,
+    FreeSpaceCheck,
+    HealthCheck,
+    HttpHealthCheck,
+    NamedCheck,
+    PreflightCheck,
+    SystemStateCheck,
+    TcpCheck,
+    UnitCheck,
+    UnitsExistCheck,
+    VerifyConfig,
+    parse_size,
+)
+from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
+from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
+from deploy_guard.config.stages import HostConfig, StageConfig, StageOverride, default_stages
 from deploy_guard.errors import ConfigError
-from deploy_guard.units import pattern_problem
 
-CONFIG_ENV: Final = "DEPLOY_GUARD_CONFIG"
-CONFIG_NAME: Final = "deploy-guard.toml"
-
-
-def _seconds(value: object) -> float:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return parse_duration(value)
-    raise ValueError("expected a duration such as 90s, 5m or 1h")
-
-
-Duration = Annotated[float, BeforeValidator(_seconds)]
-
-
-def _check_patterns(patterns: list[str]) -> list[str]:
-    problems = [problem for pattern in patterns if (problem := pattern_problem(pattern))]
-    if problems:
-        raise ValueError("; ".join(problems))
-    return patterns
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StageConfig(_Strict):
-    """One `[[stages]]` table."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Stage name, used by --stage")
-    critical: bool = Field(False, description="A failure stops the host's run (exit 2)")
-    timeout: Duration = Field(description="Deadline of each unit, counted from its start")
-    units: list[str] = Field(description="Glob patterns of the units this stage runs")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns never run")
-    max_parallel: int | None = Field(
-        None, ge=1, description="At most this many units of the stage at once (default: all)"
-    )
-    allow_empty: bool = Field(
-        False, description="A critical stage that matches nothing is not a failure"
-    )
-
-    _patterns = field_validator("units", "exclude")(_check_patterns)
+__all__ = [
+    "CONFIG_ENV",
+    "CONFIG_NAME",
+    "NIXOS_ROLLBACK",
+    "Age",
+    "CommandCheck",
+    "CommandHealthCheck",
+    "Config",
+    "DeployConfig",
+    "Duration",
+    "FreeSpaceCheck",
+    "HealthCheck",
+    "HookConfig",
+    "HostConfig",
+    "HttpHealthCheck",
+    "InventoryConfig",
+    "MetricsConfig",
+    "NotifyConfig",
+    "PreflightCheck",
+    "ReceiptsConfig",
+    "StageConfig",
+    "StageOverride",
+    "SystemStateCheck",
+    "TcpCheck",
+    "UnitCheck",
+    "UnitsExistCheck",
+    "VerifyConfig",
+    "default_stages",
+    "find_config_file",
+    "load_config",
+    "parse_config",
+    "parse_size",
+]
 
 
-class StageOverride(_Strict):
-    """`[hosts.NAME.stages.STAGE]`: per-host changes to a stage; unset keys keep the default."""
-
-    enabled: bool = Field(True, description="false removes the stage for this host")
-    critical: bool | None = Field(None, description="Override `critical`")
-    timeout: Duration | None = Field(None, description="Override `timeout`")
-    units: list[str] | None = Field(None, description="Replace the unit patterns")
-    extra_units: list[str] = Field(default_factory=list, description="Patterns added to `units`")
-    exclude: list[str] | None = Field(None, description="Replace the exclude patterns")
-    max_parallel: int | None = Field(None, ge=1, description="Override `max_parallel`")
-    allow_empty: bool | None = Field(None, description="Override `allow_empty`")
-
-    @field_validator("units", "exclude")
-    @classmethod
-    def _optional_patterns(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_patterns(value)
-
-    _extra = field_validator("extra_units")(_check_patterns)
-
-
-class HostConfig(_Strict):
-    """`[hosts.NAME]`."""
-
-    ssh: str | None = Field(
-        None, description="SSH destination [user@]host[:port] or ssh_config alias (default: NAME)"
-    )
-    tags: list[str] = Field(default_factory=list, description="Tags for @tag selection")
-    become: Literal["sudo"] | None = Field(
-        None, description="Run systemctl/journalctl through sudo -n (for non-root SSH users)"
-    )
-    stages: dict[str, StageOverride] = Field(
-        default_factory=dict, description="Per-host stage overrides, by stage name"
-    )
-
-
-def default_stages() -> list[StageConfig]:
-    """The built-in stages, matching the NixOS module unit names (FIELD-NOTES table)."""
-    return [
-        StageConfig(name="snapshots", critical=True, timeout=300, units=["sanoid.service"]),
-        StageConfig(
-            name="replication",
-            timeout=1800,
-            units=["syncoid-*.service"],
-            exclude=["*-replication-info.service", "*-target-reachability.service"],
-        ),
-        StageConfig(
-            name="applications",
-            timeout=3600,
-            units=[
-                "restic-backups-*.service",
-                "restic-backup-*.service",
-                "pgbackrest-*.service",
-                "borgbackup-job-*.service",
-                "postgresqlBackup*.service",
-                "mysql-backup.service",
-                "btrbk-*.service",
-            ],
-            exclude=["*-metrics.service", "*-stanza-create.service"],
-        ),
-    ]
-
-
-class Config(_Strict):
+class Config(StrictModel):
     """The whole file."""
 
     stages: list[StageConfig] = Field(
         default_factory=default_stages, description="Ordered stages; replaces the defaults"
     )
     hosts: dict[str, HostConfig] = Field(default_factory=dict, description="Known hosts")
+    deploy: DeployConfig = Field(
+        default_factory=DeployConfig, description="How `apply` deploys (see README, apply)"
+    )
+    inventory: InventoryConfig | None = Field(
+        None, description="Also take hosts from the flake; [hosts.NAME] entries override them"
+    )
     parallel: int = Field(4, ge=1, description="Hosts guarded at once")
-    poll_interval: Duration = Field(1.0, description="Time between two polls of a host")
+    poll_interval: Duration = Field(0.5, description="Time between two polls of a host")
     connect_timeout: Duration = Field(15.0, description="Time allowed to open an SSH connection")
     ssh_config: Path | None = Field(
         None,
         description="ssh_config file given to `ssh -G -F` (default: ssh's own ~/.ssh/config and "
         "/etc/ssh/ssh_config); the DEPLOY_GUARD_SSH_CONFIG variable overrides it",
     )
+    reconnect_limit: Duration = Field(
+        300.0,
+        description="How long a host may stay unreachable mid-run before its units "
+        "in flight are reported unknown (exit 2)",
+    )
     stop_grace: Duration = Field(
         15.0, description="After stopping a timed-out unit, wait this long before SIGKILL"
     )
     log_lines: int = Field(20, ge=0, le=1000, description="Journal lines kept per failed unit")
+    max_age: Age | None = Field(
+        None, description="Units whose last run succeeded within this are `fresh` (--max-age)"
+    )
+    hook: HookConfig = Field(
+        default_factory=HookConfig, description="What the git pre-push hook guards"
+    )
+    preflight: list[PreflightCheck] = Field(
+        default_factory=list,
+        description="[[preflight]] checks run on every host before its first stage (and by plan)",
+    )
+    health: list[HealthCheck] = Field(
+        default_factory=list, description="[[health]] checks run on each host after apply's deploy"
+    )
+    verify: VerifyConfig = Field(
+        default_factory=VerifyConfig, description="How apply verifies and rolls back a host"
+    )
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig, description="Notifications of run results (Apprise URLs)"
+    )
+    metrics: MetricsConfig | None = Field(
+        None, description="Write a Prometheus textfile on each host after each run"
+    )
+    receipts: ReceiptsConfig = Field(
+        default_factory=ReceiptsConfig, description="Receipts and journal entries on each host"
+    )
+
+    @field_validator("preflight", "health")
+    @classmethod
+    def _unique_check_names(cls, checks: list[NamedCheck]) -> list[NamedCheck]:
+        names = [check.name for check in checks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(duplicates)}")
+        return checks
 
     @field_validator("stages")
     @classmethod
