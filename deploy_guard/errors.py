@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     PARTIAL = 1
     CRITICAL = 2
     CONFIG = 3
+    DEPLOY_FAILED = 4
+    UNHEALTHY = 5  # apply: deployed, but the host failed post-deploy verification
     INTERRUPTED = 130
 
 
@@ -85,6 +87,16 @@ class ConnectionLost(TransportError):
 
 class CommandTimeout(TransportError):
     """A remote command did not finish within its timeout."""
+
+
+class HostRebooted(TransportError):
+    """The host's boot id changed during the run: every run in flight was cut short."""
+
+
+class Interrupted(DeployGuardError):
+    """The operator interrupted the run (Ctrl-C)."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class CommandFailed(TransportError):

@@ -11,6 +11,8 @@ from deploy_guard.config import Config
 from deploy_guard.discovery import stage_specs
 from deploy_guard.engine import HostTarget
 from deploy_guard.errors import UsageError
+from deploy_guard.inventory import InventoryHost, load_flake_inventory
+from deploy_guard.selection import known_hosts, select_hosts
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
 
@@ -19,34 +21,54 @@ SUDO: Final = ("sudo", "-n", "--")
 SSH_CONFIG_ENV: Final = "DEPLOY_GUARD_SSH_CONFIG"
 
 
-def resolve_targets(
-    config: Config,
-    names: Sequence[str],
-    stages: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> tuple[HostTarget, ...]:
-    """One target per HOST argument: a `[hosts.NAME]` entry, `local`, or an SSH destination.
+def flake_inventory(config: Config, config_path: Path | None) -> dict[str, InventoryHost]:
+    """Hosts from the flake when `[inventory]` asks for them; a relative flake path is taken
+    from the configuration file's directory (the repository), not from where we run.
 
     Raises:
-        UsageError: no host given, or a --stage that no configured stage has.
+        ConfigError: nix is missing or the evaluation failed.
     """
-    if not names:
-        raise UsageError("name at least one HOST (a [hosts.NAME] entry, an SSH destination, "
-                         "or 'local')")  # fmt: skip
-    known = [stage.name for stage in config.stages]
-    unknown = [name for name in stages if name not in known]
+    if config.inventory is None:
+        return {}
+    directory = config_path.parent if config_path is not None else None
+    return load_flake_inventory(config.inventory.source, config.inventory.flake, cwd=directory)
+
+
+def resolve_targets(
+    config: Config,
+    expressions: Sequence[str],
+    stages: Sequence[str] = (),
+    *,
+    all_hosts: bool = False,
+    flake_hosts: Mapping[str, InventoryHost] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[HostTarget, ...]:
+    """One target per selected host: names, `@tag`, globs, comma lists, or `--all` over the
+    `[hosts]` table and the flake inventory; anything else is an SSH destination or `local`.
+
+    Raises:
+        UsageError: nothing selected, a tag or glob matching no host, or an unknown --stage.
+    """
+    known_stages = [stage.name for stage in config.stages]
+    unknown = [name for name in stages if name not in known_stages]
     if unknown:
-        raise UsageError(f"unknown stage {', '.join(unknown)}; stages are: {', '.join(known)}")
+        raise UsageError(
+            f"unknown stage {', '.join(unknown)}; stages are: {', '.join(known_stages)}"
+        )
+    known = known_hosts(config, flake_hosts or {})
+    names = select_hosts(expressions, known, all_hosts=all_hosts)
     env = os.environ if env is None else env
     ssh_config = Path(env[SSH_CONFIG_ENV]) if env.get(SSH_CONFIG_ENV) else config.ssh_config
     ssh_config = ssh_config.expanduser() if ssh_config else None
     targets = []
-    for name in dict.fromkeys(names):
+    for name in names:
         entry = config.hosts.get(name)
-        destination = (entry.ssh if entry and entry.ssh else None) or name
+        destination = known[name].destination if name in known else name
         become = SUDO if entry and entry.become == "sudo" else ()
         specs = stage_specs(config, name, stages)
-        targets.append(HostTarget(name, destination, become, specs, ssh_config))
+        targets.append(
+            HostTarget(name, destination, become, specs, ssh_config, tuple(config.preflight))
+        )
     return tuple(targets)
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from deploy_guard.errors import ExitCode
+
+if TYPE_CHECKING:  # preflight.py imports this module
+    from deploy_guard.preflight import PreflightReport
 
 
 class Outcome(StrEnum):
     """What happened to one unit. Only `SUCCEEDED` counts as success."""
 
     SUCCEEDED = "succeeded"
+    # --max-age: not started again, because systemd recorded a success within that age.
+    FRESH = "fresh"
     FAILED = "failed"
     TIMED_OUT = "timed-out"
     SKIPPED = "skipped"
@@ -23,11 +29,18 @@ class Outcome(StrEnum):
     # The engine lost sight of the run (host unreachable, no record found): never success.
     UNKNOWN = "unknown"
 
+    @property
+    def is_success(self) -> bool:
+        """Only a proven run counts: one we watched succeed, or a recorded recent success."""
+        return self in (Outcome.SUCCEEDED, Outcome.FRESH)
+
 
 class StageOutcome(StrEnum):
     """What happened to a stage as a whole."""
 
     SUCCEEDED = "succeeded"
+    # --max-age: not started again, because systemd recorded a success within that age.
+    FRESH = "fresh"
     FAILED = "failed"
     NOT_STARTED = "not-started"
 
@@ -52,6 +65,7 @@ class StagePlan:
     units: tuple[str, ...]
     excluded: tuple[Exclusion, ...] = ()
     unmatched: tuple[str, ...] = ()
+    source: str = "patterns"  # or "manifest": exact names from the host's own configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,7 @@ class UnitResult:
     finished_at: datetime | None = None
     log_tail: tuple[str, ...] = ()
     reason: str | None = None
+    age_s: float | None = None  # `fresh` units: how long ago their last success ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,46 @@ class HostResult:
     stages: tuple[StageResult, ...] = ()
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    reconnects: int = 0  # times the connection was lost and the host came back mid-run
+    preflight: PreflightReport | None = None  # checks before stage 1; failed units then
+    verification: object | None = None  # `apply`: verify.HostVerification after the deploy
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """An operator let the deploy go ahead after a failed guard, on the record."""
+
+    reason: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeployStep:
+    """One deploy command and how it ended (None: it never ran)."""
+
+    argv: tuple[str, ...]
+    hosts: tuple[str, ...]
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOutcome:
+    """What `apply` did after the guard: deployed, skipped, or refused."""
+
+    tool: str
+    steps: tuple[DeployStep, ...] = ()
+    deployed_hosts: tuple[str, ...] = ()
+    skipped_hosts: tuple[str, ...] = ()
+    refused: bool = False
+
+    @property
+    def exit_code(self) -> int | None:
+        """The first failing command's status, 0 when all succeeded, None when none ran."""
+        codes = [step.exit_code for step in self.steps if step.exit_code is not None]
+        if not codes:
+            return None
+        return next((code for code in codes if code != 0), 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +165,10 @@ class RunReport:
     finished_at: datetime
     exit_code: ExitCode
     hosts: tuple[HostResult, ...] = field(default_factory=tuple)
+    override: Override | None = None
+    deploy: DeployOutcome | None = None
+    # After the verdict: notifications, metrics, receipts that could not be delivered.
+    warnings: tuple[str, ...] = ()
 
 
 def host_exit_code(stages: tuple[StageResult, ...]) -> ExitCode:

@@ -28,9 +28,11 @@ from deploy_guard.events import (
     UnitStopping,
 )
 from deploy_guard.model import Outcome, RunReport, UnitResult
+from deploy_guard.verify import HostVerification
 
 _STYLE = {
     Outcome.SUCCEEDED: "green",
+    Outcome.FRESH: "green",
     Outcome.FAILED: "bold red",
     Outcome.TIMED_OUT: "bold red",
     Outcome.UNKNOWN: "bold red",
@@ -38,14 +40,17 @@ _STYLE = {
     Outcome.NOT_STARTED: "dim",
 }
 EXIT_MEANING = {0: "all backups succeeded", 1: "partial failure", 2: "critical failure",
+                3: "configuration or usage error", 4: "the deploy command failed",
                 130: "interrupted"}  # fmt: skip
 
 
 def _describe(result: UnitResult) -> str:
     parts = [result.outcome.value]
+    if result.outcome is Outcome.FRESH and result.age_s is not None:
+        parts.append(f"(last success {format_duration(result.age_s)} ago, not run again)")
     if result.joined:
         parts.append("(joined a run already in progress)")
-    if result.outcome is not Outcome.SUCCEEDED:
+    if not result.outcome.is_success:
         details = [
             f"result={result.result}" if result.result else "",
             f"status={result.exit_status}" if result.exit_status not in (None, 0) else "",
@@ -181,7 +186,8 @@ class LiveRenderer:
         self._live.stop()
 
 
-def print_summary(console: Console, report: RunReport, log_lines: int = 5) -> None:
+def print_summary(console: Console, report: RunReport, log_lines: int = 5,
+                  *, final: bool = True) -> None:  # fmt: skip
     """Always printed: each failure with its reason and the last lines of its run's log."""
     console.print()
     for host in report.hosts:
@@ -189,7 +195,7 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5) -> No
             console.print(Text(f"{host.host}: {host.error}", style="bold red"))
         for stage in host.stages:
             for unit in stage.units:
-                if unit.outcome is Outcome.SUCCEEDED:
+                if unit.outcome.is_success:
                     continue
                 console.print(Text(f"{host.host} {stage.name} {unit.unit}: {_describe(unit)}",
                                    style=_STYLE[unit.outcome]))  # fmt: skip
@@ -197,15 +203,77 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5) -> No
                     console.print(Text(f"    | {line}", style="dim"), highlight=False)
             if stage.reason and not stage.units:
                 console.print(Text(f"{host.host} {stage.name}: {stage.reason}", style="yellow"))
-        succeeded = sum(u.outcome is Outcome.SUCCEEDED for s in host.stages for u in s.units)
-        total = sum(len(s.units) for s in host.stages)
-        console.print(
-            f"{host.host}: {succeeded}/{total} units succeeded, exit {int(host.exit_code)}"
-        )
+        units = [unit for stage in host.stages for unit in stage.units]
+        succeeded = sum(unit.outcome.is_success for unit in units)
+        fresh = sum(unit.outcome is Outcome.FRESH for unit in units)
+        note = f" ({fresh} fresh)" if fresh else ""
+        console.print(f"{host.host}: {succeeded}/{len(units)} units succeeded{note}, "
+                      f"exit {int(host.exit_code)}")  # fmt: skip
+    if final:
+        _final_line(console, report)
+
+
+def _final_line(console: Console, report: RunReport) -> None:
     code = int(report.exit_code)
+    meaning = "deployed" if code == 0 and report.deploy else EXIT_MEANING.get(code, "error")
     style = "bold green" if code == 0 else "bold red"
-    console.print(Text(f"deploy-guard: exit {code} ({EXIT_MEANING.get(code, 'error')}); "
-                       f"run {report.run_id}", style=style))  # fmt: skip
+    console.print(Text(f"deploy-guard: exit {code} ({meaning}); run {report.run_id}", style=style))
+
+
+def print_deploy(console: Console, report: RunReport, warnings: Sequence[str] = ()) -> None:
+    """After `apply`: the override, what was deployed, skipped or refused, and the exit."""
+    for warning in warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+    if report.override is not None:
+        override = report.override
+        console.print(Text(f"OVERRIDE by {override.by}: {override.reason} (recorded in the audit "
+                           "log and each host's journal)", style="bold yellow"))  # fmt: skip
+    deploy = report.deploy
+    if deploy is not None and deploy.refused and report.exit_code == 130:
+        console.print(Text("interrupted: nothing was deployed.", style="bold red"))
+    elif deploy is not None and deploy.refused:
+        console.print(Text("deploy refused: the guard did not pass on "
+                           f"{', '.join(deploy.skipped_hosts)}; nothing was deployed. "
+                           "Fix the backups, or deploy the hosts that passed with "
+                           "--keep-going, or --override REASON.", style="bold red"))  # fmt: skip
+    elif deploy is not None:
+        if deploy.skipped_hosts:
+            console.print(Text(f"skipped (guard failed): {', '.join(deploy.skipped_hosts)}",
+                               style="bold red"))  # fmt: skip
+        for step in deploy.steps:
+            status = "not run" if step.exit_code is None else f"exit {step.exit_code}"
+            style = "green" if step.exit_code == 0 else "bold red"
+            console.print(Text(f"deploy {', '.join(step.hosts)}: {' '.join(step.argv)}: {status}",
+                               style=style), soft_wrap=True)  # fmt: skip
+    _print_verification(console, report)
+    _final_line(console, report)
+
+
+def _print_verification(console: Console, report: RunReport) -> None:
+    """`apply`: each deployed host's health after the deploy, and any rollback."""
+    for host in report.hosts:
+        verification = host.verification
+        if not isinstance(verification, HostVerification):
+            continue
+        verify = verification.verify
+        if verify.ok:
+            console.print(Text(f"{host.host}: healthy after the deploy", style="green"))
+            continue
+        console.print(Text(f"{host.host}: UNHEALTHY after the deploy", style="bold red"))
+        for unit in verify.new_failed_units:
+            console.print(Text(f"    new failed unit {unit.unit} ({unit.result})", style="red"))
+            for line in unit.log_tail[-5:]:
+                console.print(Text(f"      | {line}", style="dim"), highlight=False)
+        for check in verify.failed_checks:
+            console.print(Text(f"    check {check.name} failed after {check.attempts} tries: "
+                               f"{check.message}", style="red"))  # fmt: skip
+        for problem in verify.problems:
+            console.print(Text(f"    {problem}", style="red"))
+        if verification.rollback is not None:
+            state = "rolled back" if verification.rollback.ok else "ROLLBACK FAILED"
+            after = verification.after_rollback
+            healthy = " and healthy again" if after is not None and after.ok else ""
+            console.print(Text(f"    {state}{healthy}", style="yellow"))
 
 
 def print_plan(console: Console, plans: Sequence[PlanResult]) -> None:

@@ -11,13 +11,23 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy_guard.engine import PlanResult
-from deploy_guard.model import HostResult, RunReport, StageResult, UnitResult
+from deploy_guard.model import (
+    DeployOutcome,
+    HostResult,
+    Override,
+    RunReport,
+    StageResult,
+    UnitResult,
+)
+from deploy_guard.preflight import preflight_json
+from deploy_guard.transport.base import quote_argv
+from deploy_guard.verify import verification_json
 
 SCHEMA_VERSION: Final = 1
 Json = dict[str, Any]
 
 
-def _time(value: datetime | None) -> str | None:
+def time_text(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z."""
     if value is None:
         return None
@@ -32,10 +42,11 @@ def unit_json(unit: UnitResult) -> Json:
         "result": unit.result,
         "exit_status": unit.exit_status,
         "invocation_id": unit.invocation_id,
-        "started_at": _time(unit.started_at),
-        "finished_at": _time(unit.finished_at),
+        "started_at": time_text(unit.started_at),
+        "finished_at": time_text(unit.finished_at),
         "log_tail": list(unit.log_tail),
         "reason": unit.reason,
+        "age_s": unit.age_s,
     }
 
 
@@ -55,8 +66,38 @@ def host_json(host: HostResult) -> Json:
         "exit_code": int(host.exit_code),
         "error": host.error,
         "warnings": list(host.warnings),
+        "reconnects": host.reconnects,
+        "preflight": preflight_json(host.preflight) if host.preflight else [],
+        "verify": (
+            verification_json(host.verification)  # type: ignore[arg-type]
+            if host.verification is not None
+            else None
+        ),
         "stages": [stage_json(stage) for stage in host.stages],
     }
+
+
+def deploy_json(deploy: DeployOutcome | None) -> Json | None:
+    if deploy is None:
+        return None
+    return {
+        "tool": deploy.tool,
+        "command": "; ".join(quote_argv(step.argv) for step in deploy.steps),
+        "exit_code": deploy.exit_code,
+        "refused": deploy.refused,
+        "hosts": list(deploy.deployed_hosts),
+        "skipped_hosts": list(deploy.skipped_hosts),
+        "steps": [
+            {"command": list(step.argv), "hosts": list(step.hosts), "exit_code": step.exit_code}
+            for step in deploy.steps
+        ],
+    }
+
+
+def override_json(override: Override | None) -> Json | None:
+    if override is None:
+        return None
+    return {"reason": override.reason, "by": override.by, "at": time_text(override.at)}
 
 
 def run_json(report: RunReport) -> Json:
@@ -64,10 +105,13 @@ def run_json(report: RunReport) -> Json:
         "schema": SCHEMA_VERSION,
         "run_id": report.run_id,
         "command": report.command,
-        "started_at": _time(report.started_at),
-        "finished_at": _time(report.finished_at),
+        "started_at": time_text(report.started_at),
+        "finished_at": time_text(report.finished_at),
         "exit_code": int(report.exit_code),
         "hosts": [host_json(host) for host in report.hosts],
+        "override": override_json(report.override),
+        "deploy": deploy_json(report.deploy),
+        "warnings": list(report.warnings),
     }
 
 
@@ -82,12 +126,16 @@ def plan_json(plans: Sequence[PlanResult]) -> Json:
                     "critical": stage.critical,
                     "timeout_s": stage.timeout_s,
                     "max_parallel": stage.max_parallel,
-                    "units": [{"unit": unit} for unit in stage.units],
+                    "source": stage.source,
+                    "units": [{"unit": unit, "source": stage.source} for unit in stage.units],
                     "excluded": [{"unit": e.unit, "reason": e.reason} for e in stage.excluded],
                     "unmatched": list(stage.unmatched),
                 }
             )
-        hosts.append({"host": result.host, "error": result.error, "stages": stages})
+        preflight = preflight_json(result.preflight) if result.preflight else []
+        hosts.append(
+            {"host": result.host, "error": result.error, "preflight": preflight, "stages": stages}
+        )
     return {"schema": SCHEMA_VERSION, "command": "plan", "hosts": hosts}
 
 

@@ -6,20 +6,52 @@ codes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from typing import Final
 
 import click
 
 from deploy_guard import __version__
-from deploy_guard.cli.apply import apply
-from deploy_guard.cli.guard import plan, run
 from deploy_guard.errors import DeployGuardError, ExitCode
 
 log = logging.getLogger(__name__)
 
+# name -> (module, function, one-line help). Commands are imported only when used, so that
+# `deploy-guard --help` does not pay for pydantic, rich and paramiko (FIELD-NOTES).
+COMMANDS: Final = {
+    "plan": ("deploy_guard.cli.guard", "plan", "Show which units each stage would run."),
+    "run": ("deploy_guard.cli.guard", "run", "Run every backup stage now and report."),
+    "apply": ("deploy_guard.cli.apply", "apply", "Guard, then deploy only if every guard passed."),
+    "status": ("deploy_guard.cli.status", "status", "Show each backup unit's last run."),
+    "hook": ("deploy_guard.cli.hook", "hook", "Git pre-push hook: install it, or run it."),
+    "history": ("deploy_guard.cli.history", "history", "Past runs and overrides, newest first."),
+    "schema": ("deploy_guard.cli.schema", "schema", "JSON schema of the host manifest; check one."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute, _help = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_module, _attribute, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deploy-guard")
 def cli() -> None:
     """Run every backup on NixOS hosts now, prove each one succeeded, then deploy.
@@ -27,11 +59,6 @@ def cli() -> None:
     Exit codes: 0 all good, 1 partial failure, 2 critical failure, 3 configuration or
     usage error, 4 the deploy command failed (apply), 130 interrupted.
     """
-
-
-cli.add_command(plan)
-cli.add_command(run)
-cli.add_command(apply)
 
 
 def _split_deploy_command(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -199,13 +199,15 @@ def test_plan_document_fields() -> None:
             {
                 "host": "web1",
                 "error": None,
+                "preflight": [],
                 "stages": [
                     {
                         "name": "replication",
                         "critical": False,
                         "timeout_s": 1800.0,
                         "max_parallel": 2,
-                        "units": [{"unit": "syncoid-tank-data.service"}],
+                        "source": "patterns",
+                        "units": [{"unit": "syncoid-tank-data.service", "source": "patterns"}],
                         "excluded": [
                             {
                                 "unit": "syncoid-@.service",
@@ -216,7 +218,7 @@ def test_plan_document_fields() -> None:
                     }
                 ],
             },
-            {"host": "db1", "error": "db1: host key changed", "stages": []},
+            {"host": "db1", "error": "db1: host key changed", "preflight": [], "stages": []},
         ],
     }
 
