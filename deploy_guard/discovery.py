@@ -7,9 +7,10 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploy_guard.config import Config, StageConfig, StageOverride
+from deploy_guard.manifest import Manifest
 from deploy_guard.model import Exclusion, HostPlan, StagePlan
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import ListedUnit
@@ -29,6 +30,7 @@ class StageSpec:
     exclude: tuple[str, ...]
     max_parallel: int | None
     allow_empty: bool
+    manifest: bool = False  # patterns are the exact unit names of the host's manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +119,15 @@ def plan_host(host: str, specs: Sequence[StageSpec], inventory: Inventory) -> Ho
         units: list[str] = []
         excluded: list[Exclusion] = []
         matched_patterns: set[str] = set()
-        for unit in sorted(inventory.states):
+        candidates = sorted(inventory.states)
+        if spec.manifest:  # expected units: planned even when systemd does not know them
+            candidates = list(dict.fromkeys([*spec.patterns, *candidates]))
+        for unit in candidates:
             matching = {p for p in spec.patterns if fnmatch.fnmatchcase(unit, p)}
             if not matching:
                 continue
             matched_patterns |= matching
-            reason = _exclusion_reason(unit, inventory.states[unit], spec, claimed)
+            reason = _exclusion_reason(unit, inventory.states.get(unit, ""), spec, claimed)
             if reason is None:
                 units.append(unit)
             else:
@@ -139,14 +144,38 @@ def plan_host(host: str, specs: Sequence[StageSpec], inventory: Inventory) -> Ho
                 units=tuple(units),
                 excluded=tuple(excluded),
                 unmatched=tuple(p for p in spec.patterns if p not in matched_patterns),
+                source="manifest" if spec.manifest else "patterns",
             )
         )
     return HostPlan(host=host, stages=tuple(stages))
 
 
-def discover(client: SystemdClient) -> Inventory:
-    """Ask the host which service units it has (two read-only calls)."""
-    inventory = build_inventory(client.list_unit_files(), client.list_units())
+def with_manifest(specs: Sequence[StageSpec], manifest: Manifest) -> tuple[StageSpec, ...]:
+    """The host's manifest replaces the patterns of the stages it names with exact unit
+    names (and its timeouts); a manifest stage with no configured stage of its name is
+    added after the others, so that no expected unit is silently left out."""
+    by_name = {stage.name: stage for stage in manifest.stages}
+    result = []
+    for spec in specs:
+        stage = by_name.pop(spec.name, None)
+        if stage is None:
+            result.append(spec)
+            continue
+        timeout = stage.timeout_seconds or spec.timeout_s
+        result.append(replace(spec, patterns=stage.units, exclude=(), timeout_s=timeout,
+                              manifest=True))  # fmt: skip
+    for stage in by_name.values():
+        result.append(StageSpec(stage.name, False, stage.timeout_seconds or 3600.0,
+                                stage.units, (), None, True, manifest=True))  # fmt: skip
+    return tuple(result)
+
+
+def discover(client: SystemdClient, specs: Sequence[StageSpec]) -> Inventory:
+    """Ask the host which service units the stages' patterns match (two read-only calls)."""
+    patterns = list(dict.fromkeys(p for spec in specs for p in spec.patterns))
+    if not patterns:
+        return Inventory(states={})
+    inventory = build_inventory(client.list_unit_files(patterns), client.list_units(patterns))
     for name in inventory.ignored:
         log.warning("%s: ignoring unit %r: not a valid unit name", client.host, name)
     return inventory

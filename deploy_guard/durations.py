@@ -10,8 +10,8 @@ _PART: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str | float) -> float:
-    """Seconds in ``text``.
+def parse_duration(text: str | float, *, allow_zero: bool = False) -> float:
+    """Seconds in ``text`` (zero only with ``allow_zero``, e.g. `--max-age 0s`).
 
     Raises:
         ValueError: ``text`` is not a positive duration like "90s", "5m", "1h30m".
@@ -28,7 +28,7 @@ def parse_duration(text: str | float) -> float:
                 raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 5m, 1h or 1h30m")
             seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
     # TOML can spell nan and inf as bare floats; neither is a deadline.
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"{text!r}: a duration must be a finite number greater than zero")
     return seconds
 

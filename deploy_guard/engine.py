@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from deploy_guard.clock import Clock
-from deploy_guard.discovery import StageSpec, discover, plan_host
+from deploy_guard.config import PreflightCheck
+from deploy_guard.discovery import StageSpec, discover, plan_host, with_manifest
 from deploy_guard.errors import DeployGuardError, ExitCode
 from deploy_guard.events import (
     EventSink,
@@ -25,6 +26,7 @@ from deploy_guard.events import (
     StageFinished,
     StageStarted,
 )
+from deploy_guard.manifest import MANIFEST_PATH, load_manifest
 from deploy_guard.model import (
     HostPlan,
     HostResult,
@@ -37,6 +39,8 @@ from deploy_guard.model import (
     host_exit_code,
     worst,
 )
+from deploy_guard.preflight import PreflightReport, run_preflight
+from deploy_guard.recovery import Recovery
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport
@@ -54,6 +58,7 @@ class HostTarget:
     become: tuple[str, ...] = ()
     specs: tuple[StageSpec, ...] = ()
     ssh_config: Path | None = None
+    preflight: tuple[PreflightCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ class PlanResult:
     host: str
     plan: HostPlan | None
     error: str | None = None
+    preflight: PreflightReport | None = None
 
 
 Connector = Callable[[HostTarget], Transport]
@@ -83,12 +89,16 @@ def new_run_id(clock: Clock) -> str:
     return f"{clock.now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdClient, HostPlan]:
+def connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdClient, HostPlan]:
     transport = connect(target)
     client = SystemdClient(transport)
     try:
         client.version()
-        return client, plan_host(target.name, target.specs, discover(client))
+        specs = target.specs
+        text = client.read_file(MANIFEST_PATH)
+        if text is not None:  # the host says exactly which backup units it has
+            specs = with_manifest(specs, load_manifest(text))
+        return client, plan_host(target.name, specs, discover(client, specs))
     except BaseException:
         transport.close()
         raise
@@ -133,31 +143,52 @@ def _run_stages(
     return tuple(results), error
 
 
+def _manifest_units(plan: HostPlan) -> tuple[str, ...]:
+    """Units the host's manifest says must exist (pre-flight checks them first)."""
+    return tuple(
+        unit for stage in plan.stages if stage.source == "manifest" for unit in stage.units
+    )
+
+
 def run_host(
     target: HostTarget, connect: Connector, context: Callable[[SystemdClient], StageContext]
 ) -> HostResult:
     """Guard one host. Never raises: every problem ends up in the `HostResult`."""
     try:
-        client, plan = _connect_and_plan(target, connect)
+        client, plan = connect_and_plan(target, connect)
     except DeployGuardError as exc:
         # Messages name the host already ("forge: host key ..."); the report has it apart.
         message = str(exc).removeprefix(f"{target.name}: ")
         return HostResult(target.name, max(exc.exit_code, ExitCode.CRITICAL), error=message)
-
     except Exception as exc:  # a bug must not turn into a green host or kill the others
         log.debug("%s: internal error", target.name, exc_info=True)
         return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
     try:
         stage_context = context(client)
+        stage_context.recovery.boot_id = client.boot_id()
         stage_context.emit(HostPlanned(target.name, plan))
+        preflight = run_preflight(client, target.preflight, required_units=_manifest_units(plan),
+                                  context=stage_context)  # fmt: skip
+        if not preflight.ok:  # a backup that cannot succeed is not started (exit 2)
+            reason = preflight.summary()
+            stages = tuple(_not_started(stage, reason) for stage in plan.stages)
+            return HostResult(target.name, ExitCode.CRITICAL, stages, error=reason,
+                              preflight=preflight)  # fmt: skip
         stages, error = _run_stages(plan, stage_context)
+    except DeployGuardError as exc:
+        return HostResult(target.name, ExitCode.CRITICAL, error=str(exc))
     except Exception as exc:
         log.debug("%s: internal error", target.name, exc_info=True)
         return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
     finally:
         client.transport.close()
-    code = ExitCode.CRITICAL if error else host_exit_code(stages)
-    return HostResult(target.name, code, stages, error=error)
+    recovery = stage_context.recovery
+    if stage_context.cancel.is_set():
+        code = ExitCode.INTERRUPTED
+    else:
+        code = ExitCode.CRITICAL if error else host_exit_code(stages)
+    return HostResult(target.name, code, stages, error=error, warnings=tuple(recovery.notes),
+                      reconnects=recovery.reconnects, preflight=preflight)  # fmt: skip
 
 
 def plan_hosts(
@@ -167,11 +198,17 @@ def plan_hosts(
 
     def one(target: HostTarget) -> PlanResult:
         try:
-            client, plan = _connect_and_plan(target, connect)
+            client, plan = connect_and_plan(target, connect)
         except DeployGuardError as exc:
             return PlanResult(target.name, None, str(exc))
-        client.transport.close()
-        return PlanResult(target.name, plan)
+        try:  # read-only: check units are not started by `plan`
+            units = _manifest_units(plan)
+            preflight = run_preflight(client, target.preflight, required_units=units,
+                                      start_units=False)  # fmt: skip
+        finally:
+            client.transport.close()
+        error = None if preflight.ok else preflight.summary()
+        return PlanResult(target.name, plan, error, preflight)
 
     return in_parallel([functools.partial(one, target) for target in targets], parallel)
 
@@ -208,13 +245,22 @@ def in_parallel(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:
     return values
 
 
-def run_hosts(request: RunRequest, connect: Connector, clock: Clock, emit: EventSink) -> RunReport:
-    """Guard every host of ``request`` and gather one report."""
+def run_hosts(
+    request: RunRequest,
+    connect: Connector,
+    clock: Clock,
+    emit: EventSink,
+    cancel: threading.Event | None = None,
+) -> RunReport:
+    """Guard every host of ``request`` and gather one report. Setting ``cancel`` (the first
+    Ctrl-C) stops the watching everywhere; the report then says what is known."""
     run_id = new_run_id(clock)
     started = clock.now()
+    cancel = cancel or threading.Event()
 
     def context(client: SystemdClient) -> StageContext:
-        return StageContext(client, clock, request.settings, emit)
+        recovery = Recovery(None, request.settings.reconnect_limit)
+        return StageContext(client, clock, request.settings, emit, recovery, cancel)
 
     def one(target: HostTarget) -> HostResult:
         emit(HostConnecting(target.name, target.destination))
@@ -225,5 +271,5 @@ def run_hosts(request: RunRequest, connect: Connector, clock: Clock, emit: Event
     hosts = in_parallel(
         [functools.partial(one, target) for target in request.hosts], request.parallel
     )
-    code = worst([host.exit_code for host in hosts])
+    code = ExitCode.INTERRUPTED if cancel.is_set() else worst([host.exit_code for host in hosts])
     return RunReport(run_id, request.command, started, clock.now(), code, tuple(hosts))

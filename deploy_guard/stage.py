@@ -4,14 +4,26 @@ one journal read per poll, enforce each unit's deadline, and judge each run (ver
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Final
 
 from deploy_guard.clock import Clock
-from deploy_guard.errors import DeployGuardError
+from deploy_guard.errors import (
+    CommandTimeout,
+    ConnectionLost,
+    DeployGuardError,
+    HostRebooted,
+    HostUnreachable,
+    Interrupted,
+)
 from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
+from deploy_guard.freshness import fresh_units, last_runs
 from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
+from deploy_guard.recovery import Recovery
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import UnitState
 from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
@@ -23,12 +35,21 @@ log = logging.getLogger(__name__)
 class EngineSettings:
     """Timing knobs of the engine (config: poll_interval, stop_grace, log_lines)."""
 
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     stop_grace: float = 15.0
     log_lines: int = 20
     # journald writes asynchronously (FIELD-NOTES): how long a unit may show no trace of a
     # run before we stop waiting for evidence and call it unknown.
     evidence_grace: float = 10.0
+    # --max-age: a unit whose last run succeeded this recently is `fresh`, not started again.
+    max_age: float | None = None
+    # How long a host may stay unreachable mid-run before its units in flight are `unknown`.
+    reconnect_limit: float = 300.0
+    # Ask the server for a keepalive answer within this before each poll (a dead server
+    # that keeps the TCP connection open is seen by nothing else; FIELD-NOTES).
+    keepalive_timeout: float = 10.0
+    # On interrupt: stop the units in flight instead of leaving them to finish.
+    cancel_remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +60,8 @@ class StageContext:
     clock: Clock
     settings: EngineSettings
     emit: EventSink
+    recovery: Recovery = field(default_factory=lambda: Recovery(None, 300.0))
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +92,15 @@ def _joins_running_run(state: UnitState) -> bool:
     )
 
 
-def _load_problem(state: UnitState) -> tuple[Outcome, str] | None:
+MANIFEST_UNIT_MISSING: Final = (
+    "listed in the host's manifest but unknown to systemd (the job was dropped from the "
+    "configuration, or failed to build)"
+)
+
+
+def _load_problem(state: UnitState, source: str) -> tuple[Outcome, str] | None:
+    if state.load_state == "not-found" and source == "manifest":
+        return Outcome.FAILED, MANIFEST_UNIT_MISSING
     if state.load_state == "not-found":
         return Outcome.FAILED, "no such unit on the host"
     if state.load_state != "loaded":
@@ -100,21 +131,53 @@ class _StageRunner:
         try:
             # The cursor comes first: anything that happens after our baseline is after it.
             self.cursor = self.client.journal_cursor()
+            self._skip_fresh()
             while self.queue or self.watches:
+                self._check_interrupt()
                 self._launch_next()
                 if self.watches:
                     self.clock.sleep(self.context.settings.poll_interval)
-                    self._poll()
+                    self._check_interrupt()
+                    self._poll_or_recover()
             self._attach_log_tails()
+        except Interrupted as exc:
+            fatal = str(exc)
+            self._abandon_interrupted()
+        except HostRebooted as exc:
+            fatal = exc.reason
+            self._abandon(fatal, Outcome.FAILED)
         except DeployGuardError as exc:
             fatal = str(exc)
             self._abandon(fatal)
         units = self._planned_results()
-        succeeded = all(result.outcome is Outcome.SUCCEEDED for result in units)
+        succeeded = all(result.outcome.is_success for result in units)
         outcome = StageOutcome.SUCCEEDED if succeeded else StageOutcome.FAILED
         return StageRun(StageResult(self.stage.name, self.stage.critical, outcome, units), fatal)
 
     # -- starting ---------------------------------------------------------------------------
+
+    def _skip_fresh(self) -> None:
+        """--max-age: units whose last run succeeded recently enough are `fresh`, not run."""
+        max_age = self.context.settings.max_age
+        if not max_age or not self.queue:
+            return
+        self.checking = list(self.queue)
+        states = dict(zip(self.queue, self.client.show(self.queue), strict=True))
+        # A little wider than max_age: the exact age is computed on the host's clock below.
+        entries = self.client.finished_runs(self.queue, since_seconds=max_age + 5)
+        now = self.client.host_time()
+        self.checking = []
+        fresh = fresh_units(last_runs(entries, states), states, now, max_age)
+        for unit in list(self.queue):
+            run = fresh.get(unit) or fresh.get(states[unit].unit)
+            if run is None:
+                continue
+            self.queue.remove(unit)
+            age = (now - run.finished_at).total_seconds()
+            self._record(UnitResult(unit, Outcome.FRESH, result="success",
+                                    invocation_id=run.invocation_id, finished_at=run.finished_at,
+                                    reason=f"succeeded {age:.0f}s ago ({run.source})",
+                                    age_s=round(age, 3)))  # fmt: skip
 
     def _launch_next(self) -> None:
         capacity = (self.stage.max_parallel or len(self.stage.units)) - len(self.watches)
@@ -126,7 +189,7 @@ class _StageRunner:
         self.checking = []
         to_start: dict[str, UnitState] = {}
         for unit, state in baseline.items():
-            if (problem := _load_problem(state)) is not None:
+            if (problem := _load_problem(state, self.stage.source)) is not None:
                 self._finish_early(unit, *problem)
             elif state.unit != unit and (state.unit in to_start or state.unit in self.watches
                                          or state.unit in self.results):  # fmt: skip
@@ -155,6 +218,21 @@ class _StageRunner:
             )
 
     # -- watching ---------------------------------------------------------------------------
+
+    def _check_interrupt(self) -> None:
+        if self.context.cancel.is_set():
+            raise Interrupted("interrupted")
+
+    def _poll_or_recover(self) -> None:
+        """A lost or dead connection is not the end: the runs go on under PID 1, so get the
+        host back and keep watching them (the journal cursor has kept our place)."""
+        alive = getattr(self.client.transport, "alive", None)
+        try:
+            if alive is not None and not alive(self.context.settings.keepalive_timeout):
+                raise ConnectionLost(self.client.host, "the server stopped answering keepalives")
+            self._poll()
+        except (ConnectionLost, CommandTimeout, HostUnreachable) as exc:
+            self.context.recovery.recover(self.client, self.clock, exc)
 
     def _poll(self) -> None:
         units = list(self.watches)
@@ -248,17 +326,35 @@ class _StageRunner:
         self.results[result.unit] = result
         self.context.emit(UnitFinished(self.client.host, self.stage.name, result))
 
-    def _abandon(self, reason: str) -> None:
-        """The host was lost: what was in flight is unknown, what was queued never started."""
+    def _abandon(self, reason: str, outcome: Outcome = Outcome.UNKNOWN) -> None:
+        """The host was lost: what was in flight is unknown (or failed, when the host
+        rebooted under it), what was queued never started."""
+        prefix = "" if outcome is Outcome.FAILED else "lost contact: "
         for watch in list(self.watches.values()):
-            lost = Judgement(
-                Phase.DONE, watch.invocation_id, Outcome.UNKNOWN, reason=f"lost contact: {reason}"
-            )
+            lost = Judgement(Phase.DONE, watch.invocation_id, outcome, reason=f"{prefix}{reason}")
             self._finish(watch, lost)
         for unit in self.launching:
             self._finish_early(unit, Outcome.UNKNOWN, f"lost contact while starting it: {reason}")
         for unit in [*self.checking, *self.queue]:
             self._finish_early(unit, Outcome.NOT_STARTED, "host lost before the unit started")
+        self.checking, self.launching, self.queue = [], [], []
+
+    def _abandon_interrupted(self) -> None:
+        """Ctrl-C: the runs in flight are left to finish (they are safe), or stopped with
+        --cancel-remote; either way nothing about them is proven."""
+        units = list(self.watches)
+        if self.context.settings.cancel_remote and units:
+            with contextlib.suppress(DeployGuardError):
+                self.client.stop(units)
+            reason = "interrupted: stopped on request (--cancel-remote)"
+        else:
+            reason = "interrupted: left running on the host"
+        for unit in units:
+            watch = self.watches[unit]
+            self._finish(watch, Judgement(Phase.DONE, watch.invocation_id, Outcome.UNKNOWN,
+                                          reason=reason))  # fmt: skip
+        for unit in [*self.launching, *self.checking, *self.queue]:
+            self._finish_early(unit, Outcome.NOT_STARTED, "interrupted before it started")
         self.checking, self.launching, self.queue = [], [], []
 
     def _planned_results(self) -> tuple[UnitResult, ...]:
@@ -275,7 +371,7 @@ class _StageRunner:
     def _attach_log_tails(self) -> None:
         lines = self.context.settings.log_lines
         for unit, result in list(self.results.items()):
-            if result.outcome is Outcome.SUCCEEDED or not lines:
+            if result.outcome.is_success or not lines:
                 continue
             if not result.invocation_id:
                 # No run, so no run log: systemd's own word on the job is the record.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from deploy_guard.errors import HostProtocolError
@@ -77,18 +78,24 @@ class SystemdClient:
         result = self._run(["cat", "/proc/sys/kernel/random/boot_id"])
         return result.stdout.strip().replace("-", "")
 
-    def list_unit_files(self) -> tuple[ListedUnit, ...]:
-        """Service unit files on disk, loaded or not (FIELD-NOTES: list-units misses those)."""
+    def list_unit_files(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
+        """Service unit files on disk, loaded or not (FIELD-NOTES: list-units misses those).
+
+        With ``patterns`` systemd computes the state of matching files only: 0.03 s instead
+        of 0.8 s on a Debian host (measured on the testbed), more on a full NixOS system.
+        """
         argv = [*SYSTEMCTL, "list-unit-files", "--type=service", "--no-legend", "--plain"]
+        argv += ["--", *patterns] if patterns else []
         result = self._run(argv, check=False)
         # Exit 1 with no output means "nothing matched", not an error.
         if result.exit_status not in (0, 1) or (result.exit_status == 1 and result.stdout.strip()):
             raise HostProtocolError(self.host, f"list-unit-files failed: {result.stderr.strip()}")
         return self._parsed("list-unit-files", lambda: parse.parse_unit_list(result.stdout))
 
-    def list_units(self) -> tuple[ListedUnit, ...]:
+    def list_units(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
         """Service units loaded in memory (includes transient and generated ones)."""
         argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
+        argv += ["--", *patterns] if patterns else []
         result = self._run(argv)
         return self._parsed("list-units", lambda: parse.parse_unit_list(result.stdout))
 
@@ -166,6 +173,66 @@ class SystemdClient:
         parsed = self._parsed("journal", lambda: parse.parse_journal(result.stdout))
         entries = tuple(entry for entry in parsed if entry.cursor != cursor)
         return entries, (entries[-1].cursor if entries else cursor)
+
+    def read_file(self, path: str) -> str | None:
+        """A file's text, or None when it does not exist.
+
+        Raises:
+            HostProtocolError: it exists but cannot be read.
+        """
+        result = self._run(["cat", "--", path], check=False)
+        if result.ok:
+            return result.stdout
+        if "No such file" in result.stderr:
+            return None
+        raise HostProtocolError(self.host, f"cannot read {path}: {result.stderr.strip()}")
+
+    def host_time(self) -> datetime:
+        """The host's own clock (ages are measured on it: no skew with ours)."""
+        result = self._run(["date", "+%s.%N"])
+        try:
+            return datetime.fromtimestamp(float(result.stdout.strip()), UTC)
+        except ValueError as exc:
+            raise HostProtocolError(self.host, f"cannot read the host's clock: {exc}") from exc
+
+    def finished_runs(
+        self,
+        units: Sequence[str],
+        since_seconds: float | None,
+        limit: int = 1000,
+        *,
+        with_starts: bool = False,
+    ) -> tuple[JournalEntry, ...]:
+        """systemd's "Deactivated successfully" / "Failed with result" messages about
+        ``units``, in every boot the journal keeps, newest ``limit`` (within the window);
+        ``with_starts`` adds the "Starting" and job-done messages, to measure durations."""
+        if not units:
+            return ()
+        argv = [
+            "journalctl", "--no-pager", "--quiet", "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}", f"--lines={limit}",
+        ]  # fmt: skip
+        if since_seconds is not None:
+            argv.append(f"--since=-{max(1, int(since_seconds))}s")
+        argv += [
+            "_PID=1",
+            f"MESSAGE_ID={parse.MESSAGE_UNIT_SUCCESS}",
+            f"MESSAGE_ID={parse.MESSAGE_UNIT_FAILURE}",
+            *(
+                (
+                    f"MESSAGE_ID={parse.MESSAGE_UNIT_STARTING}",
+                    f"MESSAGE_ID={parse.MESSAGE_JOB_DONE}",
+                )
+                if with_starts
+                else ()
+            ),
+            *(f"UNIT={unit}" for unit in units),
+        ]
+        result = self._run(argv, check=False)
+        if not result.ok:
+            log.warning("%s: cannot read the journal: %s", self.host, result.stderr.strip())
+            return ()
+        return self._parsed("journal", lambda: parse.parse_journal(result.stdout))
 
     def log_tail(self, invocation_id: str, lines: int) -> tuple[str, ...]:
         """The last ``lines`` journal lines of one run: the unit's output and systemd's

@@ -15,6 +15,8 @@ from typing import Final
 MESSAGE_UNIT_STARTING: Final = "7d4958e842da4a758f6c1cdc7b36dcc5"
 MESSAGE_UNIT_SUCCESS: Final = "7ad2d189f7e94e70a38c781354912448"
 MESSAGE_UNIT_FAILURE: Final = "d9b373ed55a64feb8242e02dbe79a49c"
+# "Started/Finished X." and friends: a job completed (JOB_RESULT=done) with its INVOCATION_ID.
+MESSAGE_JOB_DONE: Final = "39f53479d3a045ac8e11786248231fbf"
 
 SHOW_PROPERTIES: Final = (
     "Id",
@@ -142,10 +144,21 @@ def _blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
+# Properties whose absence would change a verdict: systemctl prints every property asked for
+# with -p, empty or not, so a block without one of them is cut short, not "empty".
+_REQUIRED_PROPERTIES: Final = (
+    "Id", "LoadState", "ActiveState", "SubState", "Result", "Type", "InvocationID", "Job",
+)  # fmt: skip
+_INVOCATION_ID: Final = re.compile(r"(?:[0-9a-f]{32})?")
+
+
 def _unit_state(requested: str, props: dict[str, str]) -> UnitState:
-    missing = [name for name in ("Id", "LoadState", "ActiveState") if name not in props]
+    missing = [name for name in _REQUIRED_PROPERTIES if name not in props]
     if missing:
         raise ParseError(f"systemctl show for {requested} lacks {', '.join(missing)}")
+    if not _INVOCATION_ID.fullmatch(props["InvocationID"]):
+        # A truncated id must never look like a new run.
+        raise ParseError(f"malformed InvocationID {props['InvocationID']!r} for {requested}")
     condition = props.get("ConditionResult", "")
     return UnitState(
         unit=props["Id"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import ctypes
 import enum
 import logging
@@ -106,6 +108,13 @@ class TestHost:
             "--link-journal=no",
             "--console=read-only",
         ]
+        cgroups = self._cgroups = prepare_cgroups(self.machine)
+
+        def before_exec() -> None:
+            enter_cgroups(cgroups)
+            if tie_to_parent:
+                die_with_parent()
+
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 argv,
@@ -113,7 +122,7 @@ class TestHost:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+                preexec_fn=before_exec,  # noqa: PLW1509
                 env={**os.environ, "TERM": "dumb", "SYSTEMD_COLORS": "0"},
             )
         self._started_at = time.monotonic()
@@ -255,6 +264,7 @@ class TestHost:
                 self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         finally:
             try:
+                remove_cgroups(getattr(self, "_cgroups", []))
                 unmount(self.root)
                 remove_tree(self.directory)
             finally:
@@ -314,6 +324,57 @@ def configure_host_root(root: Path, name: str, port: int, authorized_key: str) -
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+
+
+def prepare_cgroups(machine: str) -> list[Path]:
+    """A cgroup of its own for each container, in every mounted hierarchy.
+
+    Without it every container's systemd manages the same cgroup paths (PID 1 here is not
+    systemd and puts nspawn in the root cgroup), so the same unit started on two hosts at
+    once collides: status 219/CGROUP (seen on the testbed).
+    """
+    directories = []
+    hierarchies = [CGROUP_ROOT] if (CGROUP_ROOT / "cgroup.procs").exists() else [
+        path for path in CGROUP_ROOT.iterdir() if (path / "cgroup.procs").exists()
+    ]  # fmt: skip
+    for hierarchy in hierarchies:
+        directory = hierarchy / "deploy-guard-testbed" / machine
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # cpuset refuses tasks until set
+                for level in (directory.parent, directory):
+                    target = level / name
+                    if target.exists() and not target.read_text().strip():
+                        target.write_text((level.parent / name).read_text())
+        except OSError as error:
+            logger.debug("no cgroup of its own in %s: %s", hierarchy, error)
+            continue
+        directories.append(directory)
+    return directories
+
+
+def enter_cgroups(directories: list[Path]) -> None:
+    """In the child before exec: move into the container's cgroups (errors are ignored:
+    the container still boots, only less isolated)."""
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            (directory / "cgroup.procs").write_text("0")
+
+
+def remove_cgroups(directories: list[Path]) -> None:
+    """Remove a stopped container's cgroups, deepest first (a cgroup is removed by rmdir)."""
+    for directory in directories:
+        if not directory.exists():
+            continue
+        for path in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def die_with_parent() -> None:

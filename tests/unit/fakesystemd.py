@@ -8,6 +8,8 @@ that run nothing, SIGTERM honoured or ignored on stop, and PID 1's own journal m
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 import threading
 from collections.abc import Sequence
@@ -113,6 +115,7 @@ class FakeHost:
         self.journal_readable, self.journal_delay = journal_readable, journal_delay
         self.drop_after_start = drop_after_start  # the connection dies this long after 1st start
         self.calls: list[tuple[float, tuple[str, ...]]] = []
+        self.files: dict[str, str] = {}  # path -> content, for `cat -- PATH`
         self.closed = False
         self._journal: list[tuple[float, Fields]] = [(0.0, {"_PID": "1", "MESSAGE": "Booted"})]
         self._jobs, self._invocations = 300, 0
@@ -153,6 +156,12 @@ class FakeHost:
             status, stdout, stderr = self._systemctl(words[1:], now)
         elif words[0] == "journalctl":
             status, stdout, stderr = self._journalctl(words[1:], now)
+        elif words[:2] == ["cat", "--"]:  # a file the engine reads (the host's manifest)
+            text = self.files.get(words[2])
+            status, stdout, stderr = (
+                (0, text, "") if text is not None
+                else (1, "", f"cat: {words[2]}: No such file or directory\n")
+            )  # fmt: skip
         else:
             assert words == ["cat", "/proc/sys/kernel/random/boot_id"], argv
             status, stdout, stderr = 0, "0a1b2c3d-0000-4000-8000-000000000001\n", ""
@@ -185,13 +194,20 @@ class FakeHost:
                 elif unit.running:
                     self._exit(unit, now, "sigkill")
             return 0, "", ""
+        patterns = options[options.index("--") + 1 :] if "--" in options else []
+        options = options[: options.index("--")] if "--" in options else options
+        wanted = [u for u in self.units.values()
+                  if not patterns or any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]  # fmt: skip
         if verb == "list-unit-files":
             assert options == ["--type=service", "--no-legend", "--plain"], words
-            lines = [f"{unit.name} {unit.file_state} enabled\n" for unit in self.units.values()]
+            lines = [f"{unit.name} {unit.file_state} enabled\n" for unit in wanted]
             return (0 if lines else 1), "".join(lines), ""
         assert verb == "list-units", words
+        if "--state=failed" in options:  # pre-flight's record of already-failed units
+            failed = [u for u in self.units.values() if u.active == "failed"]
+            return 0, "".join(f"{u.name} loaded failed failed {u.name}\n" for u in failed), ""
         assert options == ["--all", "--type=service", "--no-legend", "--plain"], words
-        loaded = [u for u in self.units.values() if not u.gc or u.invocation or u.running]
+        loaded = [u for u in wanted if not u.gc or u.invocation or u.running]
         return 0, "".join(f"{u.name} loaded {u.active} {u.sub} {u.name}\n" for u in loaded), ""
 
     def _show(self, name: str, properties: list[str]) -> str:

@@ -213,7 +213,7 @@ def test_discover_asks_the_host_for_unit_files_and_loaded_units() -> None:
     ]
     host = FakeHost("web1", clock, units)
 
-    found = discover(SystemdClient(host))
+    found = discover(SystemdClient(host), DEFAULT_SPECS)
 
     assert found.states == {"sanoid.service": "static", "restic-backups-a.service": "static"}
     assert host.commands("start") == []

@@ -97,6 +97,31 @@ def test_show_block_fields_are_parsed() -> None:
     assert queued.condition_result is None
 
 
+# Every property a verdict depends on: systemctl prints all of them when asked with -p.
+MINIMAL_BLOCK = (
+    "Id=a.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\n"
+    "Type=oneshot\nInvocationID=\nJob=\n"
+)
+
+
+@pytest.mark.parametrize("missing", ["SubState", "Result", "Type", "InvocationID", "Job"])
+def test_show_block_missing_a_property_is_cut_short_not_empty(missing: str) -> None:
+    text = "".join(
+        line + "\n" for line in MINIMAL_BLOCK.splitlines() if not line.startswith(missing)
+    )
+
+    with pytest.raises(ParseError, match=missing):
+        parse_show(text, ("a.service",))
+
+
+@pytest.mark.parametrize("invocation", ["7", "0123456789abcdef", "x" * 32, "0123456789ABCDEF" * 2])
+def test_malformed_invocation_id_is_refused(invocation: str) -> None:
+    text = MINIMAL_BLOCK.replace("InvocationID=", f"InvocationID={invocation}")
+
+    with pytest.raises(ParseError, match="InvocationID"):
+        parse_show(text, ("a.service",))
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -108,7 +133,7 @@ def test_show_block_fields_are_parsed() -> None:
     ],
 )
 def test_show_unix_timestamps(value: str, expected: datetime | None) -> None:
-    text = f"Id=a.service\nLoadState=loaded\nActiveState=inactive\nExecMainStartTimestamp={value}\n"
+    text = f"{MINIMAL_BLOCK}ExecMainStartTimestamp={value}\n"
 
     (state,) = parse_show(text, ("a.service",))
 
@@ -178,7 +203,9 @@ def test_show_of_no_units_is_empty() -> None:
     ],
 )
 def test_unit_state_is_running(active_state: str, sub_state: str, running: bool) -> None:
-    text = f"Id=a.service\nLoadState=loaded\nActiveState={active_state}\nSubState={sub_state}\n"
+    text = MINIMAL_BLOCK.replace("ActiveState=inactive", f"ActiveState={active_state}").replace(
+        "SubState=dead", f"SubState={sub_state}"
+    )
 
     (state,) = parse_show(text, ("a.service",))
 

@@ -1,0 +1,54 @@
+"""A host's manifest makes the plan exact: its units are expected, patterns are the fallback."""
+
+from __future__ import annotations
+
+import json
+
+from deploy_guard.config import Config
+from deploy_guard.discovery import Inventory, plan_host, stage_specs, with_manifest
+from deploy_guard.manifest import load_manifest
+
+SPECS = stage_specs(Config(), "forge")
+
+
+def manifest(**stages: list[str]) -> str:
+    return json.dumps({
+        "schema_version": 1,
+        "stages": [{"name": name, "units": units, "timeout": "2h" if name == "applications"
+                    else None} for name, units in stages.items()],
+    })  # fmt: skip
+
+
+def test_manifest_units_replace_the_patterns_and_keep_unmentioned_stages() -> None:
+    specs = with_manifest(SPECS, load_manifest(manifest(applications=["restic-backups-a.service"])))
+
+    by_name = {spec.name: spec for spec in specs}
+    assert by_name["applications"].patterns == ("restic-backups-a.service",)
+    assert by_name["applications"].manifest is True
+    assert by_name["applications"].timeout_s == 7200
+    assert by_name["replication"].patterns == ("syncoid-*.service",)
+    assert by_name["replication"].manifest is False
+
+
+def test_manifest_unit_unknown_to_systemd_is_still_planned_so_that_it_fails() -> None:
+    specs = with_manifest(SPECS, load_manifest(manifest(
+        applications=["restic-backups-a.service", "restic-backups-gone.service"])))  # fmt: skip
+    inventory = Inventory(
+        {"restic-backups-a.service": "static", "restic-backups-b.service": "static"}
+    )
+
+    plan = plan_host("forge", specs, inventory)
+
+    applications = next(stage for stage in plan.stages if stage.name == "applications")
+    assert applications.units == ("restic-backups-a.service", "restic-backups-gone.service")
+    assert applications.source == "manifest"
+    # A unit the manifest does not list is not run just because a pattern would match it.
+    assert "restic-backups-b.service" not in applications.units
+
+
+def test_manifest_stage_without_a_configured_stage_is_added_not_dropped() -> None:
+    specs = with_manifest(SPECS, load_manifest(manifest(databases=["postgresqlBackup.service"])))
+
+    assert specs[-1].name == "databases"
+    assert specs[-1].patterns == ("postgresqlBackup.service",)
+    assert specs[-1].critical is False

@@ -1,0 +1,113 @@
+"""Arbitrary and truncated host output never crashes a parser and never proves a success."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deploy_guard.config import parse_config
+from deploy_guard.errors import ConfigError
+from deploy_guard.model import Outcome
+from deploy_guard.systemd import parse
+from deploy_guard.systemd.parse import ParseError
+from deploy_guard.verdict import Tracking, UnitJournal, judge
+
+UNIT = "restic-backups-home.service"
+TRACKED = Tracking(UNIT, "oneshot", joined=False, job_id=302, baseline_invocation="")
+
+REAL_JOURNAL = "\n".join(
+    json.dumps(entry)
+    for entry in (
+        {"__CURSOR": "s=1;i=1", "__REALTIME_TIMESTAMP": "1795740048224539", "UNIT": UNIT,
+         "MESSAGE_ID": parse.MESSAGE_UNIT_STARTING, "JOB_ID": "302", "JOB_TYPE": "start",
+         "INVOCATION_ID": "72f3c0f3891a469bbd2d7b7b4a0654bb"},
+        {"__CURSOR": "s=1;i=2", "__REALTIME_TIMESTAMP": "1795740049224539", "UNIT": UNIT,
+         "MESSAGE_ID": parse.MESSAGE_UNIT_SUCCESS,
+         "INVOCATION_ID": "72f3c0f3891a469bbd2d7b7b4a0654bb"},
+    )
+)  # fmt: skip
+REAL_SHOW = (
+    "Id=restic-backups-home.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\n"
+    "Result=success\nType=oneshot\nInvocationID=72f3c0f3891a469bbd2d7b7b4a0654bb\nJob=\n"
+    "ExecMainStatus=0\nExecMainExitTimestamp=@1795740049\n"
+)
+
+
+def _verdict(show_text: str, journal_text: str) -> Outcome | None:
+    """Parse, then judge; a parse error is fine (the host then fails), a crash is not."""
+    try:
+        states = parse.parse_show(show_text, (UNIT,))
+    except ParseError:
+        states = (None,)  # type: ignore[assignment]
+    journal = UnitJournal()
+    try:
+        for entry in parse.parse_journal(journal_text):
+            if entry.unit == UNIT:
+                journal.add(entry)
+    except ParseError:
+        pass
+    return judge(TRACKED, states[0], journal).outcome
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_arbitrary_text_only_ever_raises_parse_error(text: str) -> None:
+    for parser in (
+        lambda: parse.parse_show(text, (UNIT,)),
+        lambda: parse.parse_unit_list(text),
+        lambda: parse.parse_journal(text),
+        lambda: parse.parse_systemd_version(text),
+    ):
+        with contextlib.suppress(ParseError):
+            parser()
+    parse.parse_start_output(text)
+    parse.parse_cursor(text)
+
+
+@settings(max_examples=300)
+@given(st.text(), st.text())
+def test_arbitrary_output_never_proves_a_success(show_text: str, journal_text: str) -> None:
+    assert _verdict(show_text, journal_text) is not Outcome.SUCCEEDED
+
+
+@given(st.integers(min_value=0, max_value=len(REAL_JOURNAL) - 1))
+def test_a_journal_cut_before_the_success_message_ends_proves_nothing(cut: int) -> None:
+    success_line_end = len(REAL_JOURNAL)
+    assert cut < success_line_end
+    assert _verdict("", REAL_JOURNAL[:cut]) is not Outcome.SUCCEEDED
+
+
+@given(st.integers(min_value=0, max_value=len(REAL_SHOW) - 1))
+def test_truncated_show_output_never_proves_a_success(cut: int) -> None:
+    # The last property line is what proves the run ended; cut before it, nothing is proven.
+    truncated = REAL_SHOW[:cut]
+    if "ExecMainExitTimestamp" in truncated and cut >= len(REAL_SHOW) - 1:
+        return
+    outcome = _verdict(truncated, "")
+    # Without a job-done record, `show` alone only proves a run whose invocation is new and
+    # finished; a truncated block either fails to parse or lacks the fields that would.
+    assert outcome is not Outcome.SUCCEEDED or "InvocationID=72f3" in truncated
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["stages", "hosts", "parallel", "poll_interval",
+                                        "deploy", "inventory", "max_age", "x"]),
+                       json_values, max_size=5))  # fmt: skip
+def test_arbitrary_configuration_is_accepted_or_refused_with_config_error(
+    data: dict[str, Any],
+) -> None:
+    with contextlib.suppress(ConfigError):
+        parse_config(data)
