@@ -1,0 +1,554 @@
+"""Post-deploy verification (`apply` only): is the host healthy after the deploy, and if not,
+roll it back.
+
+On each deployed host: wait for a reboot when one is expected (a new boot id, so that no check
+passes against the old boot), wait for `systemctl is-system-running` to settle, compare the
+failed units with the pre-flight record (new failures mean the deploy broke something), and
+run the `[[health]]` checks with retries and a deadline (morph-style). Every wait is bounded
+and time comes from an injected clock. The decisions are pure functions; the rest asks the
+host through the transport, each argument quoted.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Final, assert_never
+
+from deploy_guard.clock import Clock
+from deploy_guard.config import (
+    NIXOS_ROLLBACK,
+    CommandHealthCheck,
+    HealthCheck,
+    HttpHealthCheck,
+    VerifyConfig,
+)
+from deploy_guard.errors import (
+    CommandTimeout,
+    ConnectionLost,
+    DeployGuardError,
+    ExitCode,
+    HostUnreachable,
+)
+from deploy_guard.model import DeployOutcome
+from deploy_guard.preflight import (
+    BACKSTOP,
+    EXIT_NOT_FOUND,
+    PreflightReport,
+    command_problem,
+    list_failed_units,
+    only_systemd_lines,
+    system_state,
+    timed_argv,
+    unit_journal,
+)
+from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+# `systemctl is-system-running` while booting or activating; anything else has settled.
+UNSETTLED: Final = ("initializing", "starting")
+HEALTHY_STATES: Final = ("running", "degraded")  # degraded is judged by the unit comparison
+ROLLBACK_OUTPUT_LINES: Final = 20
+CURL_TIMED_OUT: Final = 28
+CURL_HTTP_ERROR: Final = 22
+
+Probe = Callable[[], tuple[bool, str]]
+HttpGet = Callable[[str, float], tuple[bool, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifySettings:
+    """`[verify]` as the engine uses it (plus the top-level `log_lines`)."""
+
+    settle_timeout: float = 300.0
+    expect_reboot: bool = False
+    reboot_timeout: float = 600.0
+    rollback: bool = False
+    rollback_commands: tuple[tuple[str, ...], ...] = NIXOS_ROLLBACK
+    rollback_timeout: float = 600.0
+    poll_interval: float = 2.0
+    log_lines: int = 20
+
+    @classmethod
+    def from_config(
+        cls, config: VerifyConfig, *, log_lines: int = 20, rollback: bool = False
+    ) -> VerifySettings:
+        """``rollback``: --rollback-on-failure (it can only switch rollback on)."""
+        return cls(
+            settle_timeout=config.settle_timeout,
+            expect_reboot=config.expect_reboot,
+            reboot_timeout=config.reboot_timeout,
+            rollback=config.rollback or rollback,
+            rollback_commands=tuple(tuple(argv) for argv in config.rollback_commands),
+            rollback_timeout=config.rollback_timeout,
+            log_lines=log_lines,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FailedUnit:
+    """A unit that failed after the deploy but not before, with the failed run's last lines."""
+
+    unit: str
+    result: str | None = None
+    invocation_id: str | None = None
+    log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """One `[[health]]` check: passed or not, after how many tries."""
+
+    name: str
+    kind: str
+    ok: bool
+    attempts: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """One verification of one host. ``problems``: anything else that makes it unhealthy
+    (did not settle, did not reboot, unreachable, no pre-deploy record)."""
+
+    system_state: str | None
+    settled: bool
+    old_boot_id: str | None
+    boot_id: str | None
+    new_failed_units: tuple[FailedUnit, ...] = ()
+    recovered_units: tuple[str, ...] = ()  # failed before the deploy, not any more
+    checks: tuple[HealthResult, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.new_failed_units and all(c.ok for c in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[HealthResult, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    @property
+    def rebooted(self) -> bool | None:
+        if self.old_boot_id is None or self.boot_id is None:
+            return None
+        return self.old_boot_id != self.boot_id
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackStep:
+    """One rollback command; ``exit_status`` None when its outcome is unknown (``error``)."""
+
+    argv: tuple[str, ...]
+    exit_status: int | None
+    output: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """The rollback commands that ran, in order; the first failure stops the rest."""
+
+    steps: tuple[RollbackStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.exit_status == 0 for step in self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class HostVerification:
+    """Verification of one deployed host, and the rollback and second verification if any."""
+
+    host: str
+    verify: VerifyReport
+    rollback: RollbackResult | None = None
+    after_rollback: VerifyReport | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """5 when the deploy left the host unhealthy, even if a rollback repaired it."""
+        return ExitCode.OK if self.verify.ok else ExitCode.UNHEALTHY
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+
+
+def boot_problem(expect_reboot: bool, old_boot_id: str | None, boot_id: str) -> str | None:
+    """Why the boot id says the checks must not run yet (or at all), or None."""
+    if not expect_reboot:
+        return None
+    if old_boot_id is None:
+        return "cannot tell whether the host rebooted: no boot id was recorded before the deploy"
+    if boot_id == old_boot_id:
+        return f"the host did not reboot (boot id still {boot_id})"
+    return None
+
+
+def state_problem(state: str | None, settled: bool, waited: float) -> str | None:
+    """Why the system state after the deploy is not healthy, or None."""
+    if state is None:
+        return "cannot read the system state"
+    if not settled:
+        return f"the host did not settle within {waited:g}s: still {state}"
+    if state not in HEALTHY_STATES:
+        return f"system state after the deploy: {state or 'nothing'}"
+    return None
+
+
+def compare_failed(
+    before: Sequence[str] | None, now: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(new failures, recovered units). Without a pre-deploy record every failure is new:
+    fail closed rather than excuse a failure nobody saw before."""
+    if before is None:
+        return tuple(sorted(now)), ()
+    earlier, current = set(before), set(now)
+    return tuple(sorted(current - earlier)), tuple(sorted(earlier - current))
+
+
+def retry_check(check: HealthCheck, probe: Probe, clock: Clock) -> HealthResult:
+    """Run ``probe`` until it passes, ``check.attempts`` are used, or the next try would
+    start after ``check.deadline`` (counted from the first)."""
+    started = clock.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        ok, message = probe()
+        if ok:
+            return HealthResult(check.name, check.kind, True, attempt, message)
+        waited = clock.monotonic() - started
+        if attempt >= check.attempts or waited + check.interval > check.deadline:
+            tries = "1 try" if attempt == 1 else f"{attempt} tries"
+            message = f"{message} (failed {tries} in {waited:.0f}s)"
+            return HealthResult(check.name, check.kind, False, attempt, message)
+        clock.sleep(check.interval)
+
+
+def judge_curl(exit_status: int, stdout: str, stderr: str, url: str, timeout: float
+               ) -> tuple[bool, str]:  # fmt: skip
+    """`curl -fsS -o /dev/null -w %{http_code}` on the host."""
+    reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+    if exit_status == 0:
+        return True, f"HTTP {stdout.strip()} from {url} (from the host)"
+    if exit_status == EXIT_NOT_FOUND:
+        return False, ('curl is not installed on the host: install it or use from = '
+                       f'"workstation" ({reason})')  # fmt: skip
+    if exit_status == CURL_TIMED_OUT:
+        return False, f"no answer from {url} within {timeout:g}s (from the host)"
+    if exit_status == CURL_HTTP_ERROR:
+        return False, f"{url}: HTTP {stdout.strip() or '?'} (from the host)"
+    return False, f"{url}: curl exited {exit_status}: {reason}"
+
+
+# -- I/O --------------------------------------------------------------------------------------
+
+
+def fetch_url(url: str, timeout: float) -> tuple[bool, str]:
+    """GET ``url`` from this machine: passes on a status below 400 (redirects followed)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status < 400, f"HTTP {response.status} from {url}"
+    except urllib.error.HTTPError as exc:
+        return False, f"{url}: HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        return False, f"cannot reach {url}: {exc.reason}"
+    except TimeoutError:
+        return False, f"no answer from {url} within {timeout:g}s"
+    except OSError as exc:
+        return False, f"cannot reach {url}: {exc}"
+
+
+def _reason(exc: DeployGuardError) -> str:
+    return str(getattr(exc, "reason", exc))
+
+
+def _command_probe(client: SystemdClient, check: CommandHealthCheck) -> Probe:
+    def probe() -> tuple[bool, str]:
+        argv = timed_argv(check.argv, check.timeout)
+        try:
+            result = client.transport.run(argv, timeout=check.timeout + BACKSTOP, check=False)
+        except DeployGuardError as exc:
+            return False, f"cannot run {check.argv[0]}: {_reason(exc)}"
+        problem = command_problem(result, check.argv[0], check.timeout)
+        return (True, f"{check.argv[0]} exited 0") if problem is None else (False, problem)
+
+    return probe
+
+
+def _http_probe(client: SystemdClient, check: HttpHealthCheck, http_get: HttpGet) -> Probe:
+    def probe() -> tuple[bool, str]:
+        if check.source == "workstation":
+            return http_get(check.url, check.timeout)
+        argv = ["curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
+                "--max-time", f"{check.timeout:g}", check.url]  # fmt: skip
+        try:
+            result = client.transport.run(argv, timeout=check.timeout + BACKSTOP, check=False)
+        except DeployGuardError as exc:
+            return False, f"cannot run curl on the host: {_reason(exc)}"
+        return judge_curl(result.exit_status, result.stdout, result.stderr, check.url,
+                          check.timeout)  # fmt: skip
+
+    return probe
+
+
+def run_health_check(
+    client: SystemdClient, check: HealthCheck, clock: Clock, http_get: HttpGet = fetch_url
+) -> HealthResult:
+    match check:
+        case CommandHealthCheck():
+            return retry_check(check, _command_probe(client, check), clock)
+        case HttpHealthCheck():
+            return retry_check(check, _http_probe(client, check, http_get), clock)
+        case _:
+            assert_never(check)
+
+
+def _wait(clock: Clock, deadline: float, interval: float) -> bool:
+    """Sleep one interval unless the deadline has passed; False when it has."""
+    if clock.monotonic() >= deadline:
+        return False
+    clock.sleep(max(0.0, min(interval, deadline - clock.monotonic())))
+    return True
+
+
+def wait_for_boot(
+    client: SystemdClient, old_boot_id: str | None, settings: VerifySettings, clock: Clock
+) -> tuple[str | None, str | None]:
+    """(boot id, problem): with a reboot expected, poll (bounded) until the boot id is new,
+    through the connection dropping and the host coming back."""
+    timeout = settings.reboot_timeout if settings.expect_reboot else settings.settle_timeout
+    deadline = clock.monotonic() + timeout
+    boot_id, error = None, "no answer"
+    while True:
+        try:
+            boot_id = client.boot_id()
+        except DeployGuardError as exc:  # rebooting: refused, lost, timed out
+            boot_id, error = None, _reason(exc)
+        if boot_id is not None:
+            problem = boot_problem(settings.expect_reboot, old_boot_id, boot_id)
+            if problem is None or old_boot_id is None:
+                return boot_id, problem
+        if not _wait(clock, deadline, settings.poll_interval):
+            break
+    if boot_id is None:
+        return None, f"the host is unreachable {timeout:g}s after the deploy: {error}"
+    return boot_id, boot_problem(settings.expect_reboot, old_boot_id, boot_id)
+
+
+def wait_until_settled(
+    client: SystemdClient, settings: VerifySettings, clock: Clock
+) -> tuple[str | None, bool]:
+    """(state, settled): poll `is-system-running` until it leaves starting/initializing."""
+    deadline = clock.monotonic() + settings.settle_timeout
+    state: str | None = None
+    while True:
+        try:
+            state = system_state(client)
+        except DeployGuardError as exc:
+            log.debug("%s: is-system-running: %s", client.host, exc)
+        if state is not None and state not in UNSETTLED:
+            return state, True
+        if not _wait(clock, deadline, settings.poll_interval):
+            return state, False
+
+
+def _unit_log(client: SystemdClient, unit: str, invocation_id: str, lines: int
+              ) -> tuple[str, ...]:  # fmt: skip
+    tail = client.log_tail(invocation_id, lines) if invocation_id else ()
+    if only_systemd_lines(unit, tail):
+        # No invocation (it never ran: a dependency failed), or its own output was filed
+        # without the invocation id (see preflight.unit_journal): the unit's last lines.
+        tail = unit_journal(client, unit, lines) or tail
+    return tail
+
+
+def describe_failed_unit(client: SystemdClient, unit: str, lines: int, clock: Clock
+                         ) -> FailedUnit:  # fmt: skip
+    """The failed run's result and last journal lines; never raises for a host problem."""
+    try:
+        state = client.show([unit])[0]
+        tail = _unit_log(client, unit, state.invocation_id, lines)
+        if not tail:  # journald writes asynchronously (FIELD-NOTES)
+            clock.sleep(0.5)
+            tail = _unit_log(client, unit, state.invocation_id, lines)
+    except DeployGuardError as exc:
+        return FailedUnit(unit, log_tail=(f"cannot read the unit's log: {_reason(exc)}",))
+    return FailedUnit(unit, state.result or None, state.invocation_id or None, tail)
+
+
+def unreachable(
+    old_boot_id: str | None, health: Sequence[HealthCheck], problems: Sequence[str]
+) -> VerifyReport:
+    """The report for a host that could not be reached: every check failed, none run."""
+    skipped = tuple(HealthResult(check.name, check.kind, False, 0, "not run: host unreachable")
+                    for check in health)  # fmt: skip
+    return VerifyReport(None, False, old_boot_id, None, checks=skipped, problems=tuple(problems))
+
+
+def verify_host(
+    client: SystemdClient,
+    *,
+    before: PreflightReport | None,
+    old_boot_id: str | None,
+    health: Sequence[HealthCheck],
+    settings: VerifySettings,
+    clock: Clock,
+    http_get: HttpGet = fetch_url,
+) -> VerifyReport:
+    """Verify one host after its deploy. Never raises for a host problem: an unreachable
+    host, a missing reboot or a state that does not settle is one of the report's problems."""
+    boot_id, problem = wait_for_boot(client, old_boot_id, settings, clock)
+    problems = [problem] if problem else []
+    if boot_id is None:  # unreachable: nothing on the host can be checked
+        return unreachable(old_boot_id, health, problems)
+    state, settled = wait_until_settled(client, settings, clock)
+    if problem := state_problem(state, settled, settings.settle_timeout):
+        problems.append(problem)
+    new: tuple[str, ...] = ()
+    recovered: tuple[str, ...] = ()
+    try:
+        before_units = before.failed_units if before is not None else None
+        new, recovered = compare_failed(before_units, list_failed_units(client))
+    except DeployGuardError as exc:
+        problems.append(f"cannot list the failed units: {_reason(exc)}")
+    failed = tuple(describe_failed_unit(client, unit, settings.log_lines, clock) for unit in new)
+    checks = tuple(run_health_check(client, check, clock, http_get) for check in health)
+    return VerifyReport(state, settled, old_boot_id, boot_id, failed, recovered, checks,
+                        tuple(problems))  # fmt: skip
+
+
+def rollback(
+    client: SystemdClient, commands: Sequence[Sequence[str]], *, timeout: float = 600.0
+) -> RollbackResult:
+    """Run the rollback commands on the host, in order, each once; stop at the first that
+    fails. Not under `timeout(1)`: killing an activation half-way is worse than waiting."""
+    steps: list[RollbackStep] = []
+    for argv in commands:
+        try:
+            result = client.transport.run(list(argv), timeout=timeout, check=False)
+        except DeployGuardError as exc:  # e.g. the activation restarted the network
+            steps.append(RollbackStep(tuple(argv), None, error=f"outcome unknown: {_reason(exc)}"))
+            break
+        output = (result.stdout + result.stderr).splitlines()[-ROLLBACK_OUTPUT_LINES:]
+        steps.append(RollbackStep(tuple(argv), result.exit_status, tuple(output)))
+        if not result.ok:
+            break
+    return RollbackResult(tuple(steps))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    """What `verify_deployed_host` needs besides the client (built by the CLI)."""
+
+    before: PreflightReport | None
+    health: tuple[HealthCheck, ...]
+    settings: VerifySettings
+    clock: Clock
+    http_get: HttpGet = fetch_url
+
+
+def verify_deployed_host(client: SystemdClient, request: VerifyRequest) -> HostVerification:
+    """Verify a host whose deploy was attempted; when it fails and rollback is on, roll back
+    once and verify again (no reboot expected then). Call only for hosts that were deployed."""
+    before = request.before
+    old_boot_id = before.boot_id if before is not None else None
+    first = verify_host(client, before=before, old_boot_id=old_boot_id, health=request.health,
+                        settings=request.settings, clock=request.clock,
+                        http_get=request.http_get)  # fmt: skip
+    if first.ok or not request.settings.rollback:
+        return HostVerification(client.host, first)
+    log.warning("%s: verification failed; rolling back", client.host)
+    result = rollback(client, request.settings.rollback_commands,
+                      timeout=request.settings.rollback_timeout)  # fmt: skip
+    settings = replace(request.settings, expect_reboot=False)
+    second = verify_host(client, before=before, old_boot_id=None, health=request.health,
+                         settings=settings, clock=request.clock,
+                         http_get=request.http_get)  # fmt: skip
+    return HostVerification(client.host, first, result, second)
+
+
+def _report_json(report: VerifyReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "system_state": report.system_state,
+        "settled": report.settled,
+        "old_boot_id": report.old_boot_id,
+        "boot_id": report.boot_id,
+        "rebooted": report.rebooted,
+        "new_failed_units": [
+            {"unit": unit.unit, "result": unit.result, "invocation_id": unit.invocation_id,
+             "log_tail": list(unit.log_tail)}
+            for unit in report.new_failed_units
+        ],
+        "recovered_units": list(report.recovered_units),
+        "checks": [
+            {"name": check.name, "kind": check.kind,
+             "outcome": "passed" if check.ok else "failed",
+             "attempts": check.attempts, "message": check.message}
+            for check in report.checks
+        ],
+        "problems": list(report.problems),
+    }  # fmt: skip
+
+
+def verification_json(verification: HostVerification) -> dict[str, object]:
+    """A host's `verify` object in the JSON report: the first verification, the rollback
+    (null when none ran) and the verification after it."""
+    rolled_back = verification.rollback
+    return {
+        "exit_code": int(verification.exit_code),
+        "verify": _report_json(verification.verify),
+        "rollback": None if rolled_back is None else {
+            "ok": rolled_back.ok,
+            "steps": [{"command": list(step.argv), "exit_code": step.exit_status,
+                       "output": list(step.output), "error": step.error}
+                      for step in rolled_back.steps],
+        },
+        "after_rollback": (None if verification.after_rollback is None
+                           else _report_json(verification.after_rollback)),
+    }  # fmt: skip
+
+
+# Connection problems a rebooting or restarting host causes; anything else (a changed host
+# key, rejected credentials, a bad ssh config) will not go away by waiting.
+TRANSIENT: Final = (HostUnreachable, ConnectionLost, CommandTimeout)
+
+
+def attempted_hosts(deploy: DeployOutcome) -> tuple[str, ...]:
+    """Hosts whose deploy command ran (whatever its exit code): the only ones to verify, and
+    the only ones that may be rolled back."""
+    ran = {host for step in deploy.steps if step.exit_code is not None for host in step.hosts}
+    return tuple(host for host in deploy.deployed_hosts if host in ran)
+
+
+def connect_and_verify(
+    host: str, connect: Callable[[], Transport], request: VerifyRequest
+) -> HostVerification:
+    """Open a connection (retrying while the host reboots or restarts sshd, bounded like the
+    wait for the reboot), run `verify_deployed_host`, close. Never raises for a host problem."""
+    settings, clock = request.settings, request.clock
+    wait = settings.reboot_timeout if settings.expect_reboot else settings.settle_timeout
+    deadline = clock.monotonic() + wait
+    while True:
+        try:
+            transport = connect()
+            break
+        except TRANSIENT as exc:
+            reason = _reason(exc)
+            if _wait(clock, deadline, settings.poll_interval):
+                continue
+        except DeployGuardError as exc:
+            reason = _reason(exc)
+        old_boot_id = request.before.boot_id if request.before is not None else None
+        problem = f"cannot connect after the deploy: {reason}"
+        return HostVerification(host, unreachable(old_boot_id, request.health, [problem]))
+    try:
+        return verify_deployed_host(SystemdClient(transport), request)
+    finally:
+        transport.close()
