@@ -1,0 +1,245 @@
+"""After a run: notifications, and on each host the metrics textfile, a receipt and a journal
+entry. The CLI calls `observe` once the report is final; it never raises for a failure here,
+it returns warnings: a notifier or metrics failure is never a verdict (STYLE, "Errors").
+
+Files are written on hosts through `Transport.run` only, without standard input: the content
+travels base64-encoded as an argument of a constant script, in chunks, into a temporary file
+in the target's directory that is then renamed over the target (atomic for readers such as
+node_exporter and the NixOS module's freshness check).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import logging
+import re
+import secrets
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+from deploy_guard import metrics, notify, receipts
+from deploy_guard.config import Config
+from deploy_guard.engine import HostTarget, in_parallel
+from deploy_guard.errors import DeployGuardError, ExitCode, TransportError
+from deploy_guard.model import HostResult, RunReport
+from deploy_guard.report import dumps
+from deploy_guard.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+REMOTE_TIMEOUT: Final = 30.0
+# One remote command line reaches the host's shell as a single argument, which Linux caps at
+# 128 KiB (MAX_ARG_STRLEN): 48 KiB of content is 64 KiB of base64, with room to spare.
+CHUNK_BYTES: Final = 48 * 1024
+# $1 umask, $2 "new" or "append", $3 base64 chunk, $4 temporary file, $5 target ("" until the
+# last chunk). Constant: data only ever arrives as positional parameters.
+WRITE_SCRIPT: Final = """umask "$1"
+if [ "$2" = new ]; then : > "$4" || exit; fi
+printf %s "$3" | base64 -d >> "$4" || exit
+if [ -n "$5" ]; then mv -f -T -- "$4" "$5"; fi"""
+_GIT_REVISION: Final = re.compile(r"^[0-9a-f]{40,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What every per-host job needs to know about the run."""
+
+    report: RunReport
+    config: Config
+    git_revision: str | None
+
+
+def git_revision(cwd: Path) -> str | None:
+    """`git rev-parse HEAD` in ``cwd``; None outside a repository, before the first commit,
+    or without git."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=cwd, capture_output=True,
+            text=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    revision = completed.stdout.strip()
+    return revision if completed.returncode == 0 and _GIT_REVISION.match(revision) else None
+
+
+def put_file(transport: Transport, path: PurePosixPath, content: bytes, *, private: bool) -> None:
+    """Replace ``path`` on the host with ``content`` atomically: mode 0600 when ``private``,
+    else 0644.
+
+    Raises:
+        TransportError: the file could not be written (the temporary file is removed).
+    """
+    temporary = path.with_name(f"{path.name}.tmp-{secrets.token_hex(4)}")
+    chunks = [content[i : i + CHUNK_BYTES] for i in range(0, len(content), CHUNK_BYTES)]
+    chunks = chunks or [b""]
+    try:
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            argv = ["sh", "-c", WRITE_SCRIPT, "sh", "077" if private else "022",
+                    "append" if index else "new", base64.b64encode(chunk).decode("ascii"),
+                    str(temporary), str(path) if last else ""]  # fmt: skip
+            transport.run(argv, timeout=REMOTE_TIMEOUT, check=True)
+    except TransportError:
+        with contextlib.suppress(TransportError):  # the connection is gone: the error says why
+            transport.run(["rm", "-f", "--", str(temporary)], timeout=REMOTE_TIMEOUT, check=False)
+        raise
+
+
+def read_file(transport: Transport, path: PurePosixPath) -> str | None:
+    """The file's text, or None when it cannot be read (usually: it does not exist yet).
+
+    Raises:
+        TransportError: the host could not be asked.
+    """
+    result = transport.run(["cat", "--", str(path)], timeout=REMOTE_TIMEOUT, check=False)
+    return result.stdout if result.ok else None
+
+
+def _reason(exc: DeployGuardError) -> str:
+    return exc.reason if isinstance(exc, TransportError) else str(exc)
+
+
+def write_metrics(transport: Transport, host: HostResult, observation: Observation) -> list[str]:
+    """Replace deploy_guard.prom, keeping the previous file's last-success timestamps."""
+    assert observation.config.metrics is not None
+    path = PurePosixPath(observation.config.metrics.textfile_dir) / metrics.TEXTFILE_NAME
+    warnings = []
+    try:
+        text = read_file(transport, path)
+        previous = metrics.PreviousMetrics()
+        if text:
+            try:
+                previous = metrics.parse_previous(text)
+            except ValueError as exc:
+                warnings.append(f"{host.host}: the previous {path} could not be read ({exc}); "
+                                "its last-success timestamps start over")  # fmt: skip
+        put_file(transport, path, metrics.render(observation.report, host, previous),
+                 private=False)  # fmt: skip
+    except DeployGuardError as exc:
+        warnings.append(f"{host.host}: metrics not written to {path}: {_reason(exc)}")
+    return warnings
+
+
+def write_receipts(transport: Transport, host: HostResult, observation: Observation) -> list[str]:
+    """RUN_ID.json, last-success.json when the host succeeded, then rotation; the directory
+    is made 0700 and the files 0600 (readable by the guard's user only)."""
+    report, revision = observation.report, observation.git_revision
+    directory = PurePosixPath(receipts.RECEIPTS_DIRECTORY)
+    try:
+        name = receipts.receipt_name(report.run_id)
+        transport.run(["install", "-d", "-m", "0700", "--", str(directory)],
+                      timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
+        document = receipts.receipt_document(report, host, revision)
+        put_file(transport, directory / name, dumps(document).encode(), private=True)
+        if host.exit_code is ExitCode.OK:
+            document = receipts.last_success_document(report, host, revision)
+            put_file(transport, directory / receipts.LAST_SUCCESS_NAME, dumps(document).encode(),
+                     private=True)  # fmt: skip
+        listing = transport.run(["ls", "-1A", "--", str(directory)], timeout=REMOTE_TIMEOUT,
+                                check=True)  # fmt: skip
+        old = receipts.receipts_to_delete(listing.stdout.splitlines(),
+                                          observation.config.receipts.keep)  # fmt: skip
+        if old:
+            transport.run(["rm", "-f", "--", *(str(directory / item) for item in old)],
+                          timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
+    except (DeployGuardError, ValueError) as exc:
+        reason = _reason(exc) if isinstance(exc, DeployGuardError) else str(exc)
+        return [f"{host.host}: receipt not written to {directory}: {reason}"]
+    return []
+
+
+def log_in_journal(transport: Transport, host: HostResult, observation: Observation) -> list[str]:
+    """One entry: SYSLOG_IDENTIFIER=deploy-guard, DEPLOY_GUARD_RUN_ID, DEPLOY_GUARD_OUTCOME."""
+    fields = receipts.journal_fields(observation.report, host, observation.git_revision)
+    try:
+        transport.run(receipts.journal_argv(fields), timeout=REMOTE_TIMEOUT, check=True)
+    except DeployGuardError as exc:
+        return [f"{host.host}: run not logged in the journal: {_reason(exc)}"]
+    return []
+
+
+def _host_steps(config: Config) -> list[Callable[[Transport, HostResult, Observation], list[str]]]:
+    steps: list[Callable[[Transport, HostResult, Observation], list[str]]] = []
+    if config.metrics is not None:
+        steps.append(write_metrics)
+    if config.receipts.enabled:
+        steps.append(write_receipts)
+    if config.receipts.journal:
+        steps.append(log_in_journal)
+    return steps
+
+
+def observe_host(
+    target: HostTarget, host: HostResult, connect: Callable[[HostTarget], Transport],
+    observation: Observation,
+) -> list[str]:  # fmt: skip
+    """Every write on one host, over one connection. Never raises."""
+    steps = _host_steps(observation.config)
+    if not steps or (host.error is not None and not host.stages):
+        # Nothing to write, or the host could not even be planned (most often unreachable):
+        # trying again would only wait for the same timeout.
+        return []
+    try:
+        transport = connect(target)
+    except DeployGuardError as exc:
+        return [f"{host.host}: could not record the run on the host: {_reason(exc)}"]
+    except Exception as exc:
+        log.debug("%s: internal error while connecting", host.host, exc_info=True)
+        return [f"{host.host}: could not record the run on the host: {exc!r}"]
+    warnings: list[str] = []
+    try:
+        for step in steps:
+            try:
+                warnings += step(transport, host, observation)
+            except Exception as exc:  # a bug here must not hide the other steps' work
+                log.debug("%s: internal error in %s", host.host, step.__name__, exc_info=True)
+                warnings.append(f"{host.host}: {step.__name__}: internal error: {exc!r}")
+    finally:
+        try:
+            transport.close()
+        except Exception:
+            log.debug("%s: closing failed", host.host, exc_info=True)
+    return warnings
+
+
+def notify_run(report: RunReport, config: Config) -> list[str]:
+    """Send the run's notification when `[notify] on` asks for it. Never raises."""
+    if not config.notify.urls or not notify.should_notify(report, config.notify.on):
+        return []
+    try:
+        return notify.send(config.notify.urls, notify.build_message(report))
+    except Exception as exc:
+        log.debug("notification failed", exc_info=True)
+        return [f"notification not sent: internal error: {exc!r}"]
+
+
+def observe(
+    report: RunReport, config: Config, targets: Sequence[HostTarget],
+    connect: Callable[[HostTarget], Transport], *, git_revision: str | None,
+) -> list[str]:  # fmt: skip
+    """Send the notification and, on each host of the report, write the metrics, the receipt
+    and the journal entry; all at once (hosts in parallel, as in the run). Hosts are matched
+    to ``targets`` by name. Returns the warnings, the notification's first; never raises for
+    anything that goes wrong here (KeyboardInterrupt still goes through).
+    """
+    observation = Observation(report, config, git_revision)
+    by_name = {target.name: target for target in targets}
+    jobs: list[Callable[[], list[str]]] = [functools.partial(notify_run, report, config)]
+    for host in report.hosts:
+        target = by_name.get(host.host)
+        if target is None:
+            log.debug("%s: no target, nothing recorded on the host", host.host)
+            continue
+        jobs.append(functools.partial(observe_host, target, host, connect, observation))
+    try:
+        results = in_parallel(jobs, config.parallel + 1)
+    except Exception as exc:  # the jobs catch everything; this is a last line of defence
+        log.debug("observe failed", exc_info=True)
+        return [f"observability: internal error: {exc!r}"]
+    return [warning for warnings in results for warning in warnings]
