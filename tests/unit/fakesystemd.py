@@ -9,7 +9,6 @@ that run nothing, SIGTERM honoured or ignored on stop, and PID 1's own journal m
 from __future__ import annotations
 
 import fnmatch
-
 import json
 import threading
 from collections.abc import Sequence
@@ -196,8 +195,11 @@ class FakeHost:
             return 0, "", ""
         patterns = options[options.index("--") + 1 :] if "--" in options else []
         options = options[: options.index("--")] if "--" in options else options
-        wanted = [u for u in self.units.values()
-                  if not patterns or any(fnmatch.fnmatchcase(u.name, p) for p in patterns)]  # fmt: skip
+        wanted = [
+            unit
+            for unit in self.units.values()
+            if not patterns or any(fnmatch.fnmatchcase(unit.name, p) for p in patterns)
+        ]
         if verb == "list-unit-files":
             assert options == ["--type=service", "--no-legend", "--plain"], words
             lines = [f"{unit.name} {unit.file_state} enabled\n" for unit in wanted]
