@@ -162,8 +162,11 @@ def with_manifest(specs: Sequence[StageSpec], manifest: Manifest) -> tuple[Stage
             result.append(spec)
             continue
         timeout = stage.timeout_seconds or spec.timeout_s
+        # An empty manifest stage is the host saying "no backup of this kind here", not a
+        # pattern that found nothing: allowed (with the usual warning), even when critical.
+        allow_empty = spec.allow_empty or not stage.units
         result.append(replace(spec, patterns=stage.units, exclude=(), timeout_s=timeout,
-                              manifest=True))  # fmt: skip
+                              allow_empty=allow_empty, manifest=True))  # fmt: skip
     for stage in by_name.values():
         result.append(StageSpec(stage.name, False, stage.timeout_seconds or 3600.0,
                                 stage.units, (), None, True, manifest=True))  # fmt: skip

@@ -52,3 +52,12 @@ def test_manifest_stage_without_a_configured_stage_is_added_not_dropped() -> Non
     assert specs[-1].name == "databases"
     assert specs[-1].patterns == ("postgresqlBackup.service",)
     assert specs[-1].critical is False
+
+
+def test_empty_manifest_stage_is_the_host_saying_it_has_none_and_is_allowed() -> None:
+    specs = with_manifest(SPECS, load_manifest(manifest(snapshots=[])))
+
+    snapshots = next(spec for spec in specs if spec.name == "snapshots")
+    assert snapshots.critical is True
+    assert snapshots.allow_empty is True
+    assert snapshots.patterns == ()
