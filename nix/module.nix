@@ -1,0 +1,369 @@
+# services.deploy-guard: the host side of deploy-guard (docs/nix.md).
+#
+# On each guarded host it
+#   - writes /etc/deploy-guard/manifest.json: the exact backup units this configuration
+#     defines, per stage, derived from the backup modules' own options;
+#   - creates a guard user that may start, stop and kill exactly those units (polkit rule
+#     rendered from ./polkit-rule.js.in, D-Bus policy from ./dbus-policy.conf.in) and read
+#     the journal, and nothing else;
+#   - optionally adds deploy-guard.service (`deploy-guard run local`) and a pre-switch check
+#     that refuses a switch without a recent successful guard run.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.services.deploy-guard;
+  inherit (lib) mkOption types;
+
+  stateDirectory = "/var/lib/deploy-guard";
+  receiptPath = "${stateDirectory}/receipts/last-success.json";
+  stageOrder = [
+    "snapshots"
+    "replication"
+    "applications"
+  ];
+
+  # syncoid names its units with its own escaping (nixpkgs
+  # nixos/modules/services/backup/syncoid.nix, escapeUnitName): every run of characters
+  # outside [a-zA-Z0-9_.\-] becomes a single "-". Same regex, same builtins, same result.
+  escapeSyncoidName =
+    name:
+    lib.concatMapStrings (part: if builtins.isList part then "-" else part) (
+      builtins.split "[^a-zA-Z0-9_.\\-]+" name
+    );
+
+  # `or` keeps the module usable with a nixpkgs that lacks one of these modules (e.g.
+  # services.pgbackrest before 25.05) and with the option stubs of nix/tests/eval-module.nix.
+  services = config.services;
+  isEnabled = service: service.enable or false;
+  names = attrs: lib.attrNames attrs;
+
+  postgresqlBackupUnits =
+    let
+      pgBackup = services.postgresqlBackup or { };
+      databases = pgBackup.databases or [ ];
+    in
+    if !(isEnabled pgBackup) then
+      [ ]
+    # backupAll defaults to `databases == [ ]`: one unit for pg_dumpall.
+    else if pgBackup.backupAll or (databases == [ ]) then
+      [ "postgresqlBackup.service" ]
+    else
+      map (database: "postgresqlBackup-${database}.service") databases;
+
+  pgbackrestUnits = lib.optionals (isEnabled (services.pgbackrest or { })) (
+    lib.concatLists (
+      lib.mapAttrsToList (
+        stanza: stanzaConfig:
+        map (job: "pgbackrest-${stanza}-${job}.service") (names (stanzaConfig.jobs or { }))
+      ) (services.pgbackrest.stanzas or { })
+    )
+  );
+
+  # The units each backup module defines, by the stage that runs them (FIELD-NOTES table).
+  derivedUnits = {
+    snapshots = lib.optional (isEnabled (services.sanoid or { })) "sanoid.service";
+    replication = lib.optionals (isEnabled (services.syncoid or { })) (
+      map (name: "syncoid-${escapeSyncoidName name}.service") (
+        names (services.syncoid.commands or { })
+      )
+    );
+    applications =
+      map (name: "restic-backups-${name}.service") (names (services.restic.backups or { }))
+      ++ pgbackrestUnits
+      ++ map (name: "borgbackup-job-${name}.service") (names (services.borgbackup.jobs or { }))
+      ++ postgresqlBackupUnits
+      ++ lib.optional (isEnabled (services.mysqlBackup or { })) "mysql-backup.service"
+      ++ map (name: "btrbk-${name}.service") (names (services.btrbk.instances or { }));
+  };
+
+  stageUnits =
+    name:
+    let
+      stage = cfg.stages.${name};
+    in
+    lib.filter (unit: !(lib.elem unit stage.excludeUnits)) (
+      lib.unique (derivedUnits.${name} ++ stage.extraUnits)
+    );
+
+  manifest = {
+    schema_version = 1;
+    stages = map (name: {
+      inherit name;
+      units = stageUnits name;
+      inherit (cfg.stages.${name}) timeout;
+    }) stageOrder;
+  };
+
+  inventory = lib.concatMap (stage: stage.units) manifest.stages;
+
+  polkitRule =
+    builtins.replaceStrings
+      [ "@user@" "@units@" ]
+      [ (builtins.toJSON cfg.user) (builtins.toJSON inventory) ]
+      (builtins.readFile ./polkit-rule.js.in);
+
+  # systemd's bus policy does not let unprivileged users send EnqueueUnitJob (`systemctl
+  # start --show-transaction`); this lets the guard user's message reach systemd, which then
+  # asks polkit like for StartUnit. Nothing else changes.
+  dbusPolicy = pkgs.writeTextDir "share/dbus-1/system.d/deploy-guard.conf" (
+    builtins.replaceStrings [ "@user@" ] [ cfg.user ] (builtins.readFile ./dbus-policy.conf.in)
+  );
+
+  # deploy_guard.units.is_valid_unit_name, in POSIX ERE (a backslash is literal in brackets).
+  isUnitName =
+    unit:
+    builtins.match "[A-Za-z0-9:_.\\@-]{1,247}\\.service" unit != null
+    && !(lib.hasPrefix "-" unit)
+    && !(lib.hasSuffix "@.service" unit);
+
+  # "1h30m" -> 5400; the same spelling as deploy-guard's durations, whole units only.
+  durationPattern = "([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+";
+  wholeDurationPattern = "([0-9]+(s|m|h|d))+";
+  durationSeconds =
+    text:
+    let
+      factor = {
+        s = 1;
+        m = 60;
+        h = 3600;
+        d = 86400;
+      };
+      parts = builtins.filter builtins.isList (builtins.split "([0-9]+)(s|m|h|d)" text);
+    in
+    lib.foldl' (total: part: total + lib.toInt (lib.head part) * factor.${lib.last part}) 0 parts;
+
+  jq = lib.getExe pkgs.jq;
+  date = "${pkgs.coreutils}/bin/date";
+  freshCheck = ''
+    receipt=${lib.escapeShellArg receiptPath}
+    max_age=${toString (durationSeconds cfg.requireFreshBackup.maxAge)}
+    advice="run 'deploy-guard run' (or 'deploy-guard apply') against this host first, or set NIXOS_NO_CHECK=1 to skip every pre-switch check"
+    if [ ! -r "$receipt" ]; then
+      echo "deploy-guard: no successful guard run is recorded on this host ($receipt is missing): $advice" >&2
+      exit 1
+    fi
+    # "finished_at" (ISO 8601 UTC), else "finished_at_epoch" (seconds), as the CLI writes them.
+    if ! finished_at=$(${jq} -er '.finished_at | strings' "$receipt" 2>/dev/null) ||
+      ! finished=$(${date} -u -d "$finished_at" +%s 2>/dev/null); then
+      if ! finished=$(${jq} -er '.finished_at_epoch | numbers | floor' "$receipt" 2>/dev/null); then
+        echo "deploy-guard: $receipt has no readable \"finished_at\" time: $advice" >&2
+        exit 1
+      fi
+      finished_at="@$finished"
+    fi
+    run_id=$(${jq} -r '.run_id // "unknown"' "$receipt" 2>/dev/null || echo unknown)
+    now=$(${date} -u +%s)
+    age=$((now - finished))
+    if [ "$age" -lt -300 ]; then
+      echo "deploy-guard: the last guard run ($run_id) finished in the future ($finished_at): is the clock wrong? $advice" >&2
+      exit 1
+    fi
+    if [ "$age" -gt "$max_age" ]; then
+      echo "deploy-guard: the last successful guard run ($run_id) finished $age s ago ($finished_at), more than ${cfg.requireFreshBackup.maxAge}: $advice" >&2
+      exit 1
+    fi
+    echo "deploy-guard: last successful guard run $run_id finished $age s ago" >&2
+  '';
+
+  stageOptions = name: {
+    extraUnits = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "zfs-snapshot-daily.service" ];
+      description = "Units added to the ${name} stage besides those derived from the backup modules.";
+    };
+    excludeUnits = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "restic-backups-scratch.service" ];
+      description = "Derived units left out of the ${name} stage (and so out of the polkit rule).";
+    };
+    timeout = mkOption {
+      type = types.nullOr (types.strMatching durationPattern);
+      default = null;
+      example = "45m";
+      description = ''
+        Deadline of each unit of the ${name} stage, counted from its start (`90s`, `5m`,
+        `1h30m`). `null` leaves it to the workstation's deploy-guard configuration.
+      '';
+    };
+  };
+in
+{
+  options.services.deploy-guard = {
+    enable = lib.mkEnableOption "the host side of deploy-guard: backup manifest and guard user";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.deploy-guard or (pkgs.callPackage ./package.nix { });
+      defaultText = lib.literalExpression "pkgs.deploy-guard or (pkgs.callPackage ./package.nix { })";
+      description = "The deploy-guard package, for `onHost` (the workstation needs its own).";
+    };
+
+    user = mkOption {
+      # useradd's NAME_REGEX: also keeps the name safe inside the polkit rule and D-Bus XML.
+      type = types.strMatching "[a-z_][a-z0-9_-]*";
+      default = "deploy-guard";
+      description = ''
+        The account deploy-guard logs in as over SSH. It may start, stop and kill the units
+        of the manifest (polkit) and read the journal (`systemd-journal` group), nothing else.
+      '';
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "deploy-guard";
+      description = "Primary group of the guard user.";
+    };
+
+    authorizedKeys = mkOption {
+      type = types.listOf types.singleLineStr;
+      default = [ ];
+      example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... deploy@workstation" ];
+      description = "SSH public keys allowed to log in as the guard user.";
+    };
+
+    stages = {
+      snapshots = stageOptions "snapshots";
+      replication = stageOptions "replication";
+      applications = stageOptions "applications";
+    };
+
+    onHost = {
+      enable = lib.mkEnableOption "deploy-guard.service, running `deploy-guard run local` as the guard user";
+      extraArgs = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [
+          "--max-age"
+          "30m"
+        ];
+        description = "Arguments appended to `deploy-guard run local`.";
+      };
+    };
+
+    requireFreshBackup = {
+      enable = lib.mkEnableOption ''
+        a pre-switch check (`system.preSwitchChecks`) that refuses to switch to a new
+        configuration unless ${receiptPath} records a successful guard run younger than
+        `maxAge`. `NIXOS_NO_CHECK=1` skips it, like every pre-switch check'';
+      maxAge = mkOption {
+        type = types.strMatching wholeDurationPattern;
+        default = "1h";
+        example = "6h";
+        description = "Oldest acceptable successful guard run (`30m`, `6h`, `1d`).";
+      };
+    };
+
+    manifest = mkOption {
+      type = types.attrs;
+      readOnly = true;
+      internal = true;
+      default = manifest;
+      description = "The manifest written to /etc/deploy-guard/manifest.json (for tests).";
+    };
+
+    polkitRule = mkOption {
+      type = types.str;
+      readOnly = true;
+      internal = true;
+      default = polkitRule;
+      description = "The polkit rule added to security.polkit.extraConfig (for tests).";
+    };
+  };
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        assertions =
+          let
+            derived = lib.concatLists (lib.attrValues derivedUnits);
+            missing = lib.filter (
+              unit: !(config.systemd.services.${lib.removeSuffix ".service" unit}.enable or false)
+            ) derived;
+            invalid = lib.filter (unit: !(isUnitName unit)) inventory;
+            repeated = lib.unique (lib.filter (unit: lib.count (u: u == unit) inventory > 1) inventory);
+          in
+          [
+            {
+              assertion = cfg.user != "root";
+              message = "services.deploy-guard.user must not be root: the point is a least-privilege account.";
+            }
+            {
+              assertion = missing == [ ];
+              message = "services.deploy-guard: the manifest names units this configuration does not define (a backup module changed its unit names?): ${toString missing}";
+            }
+            {
+              assertion = invalid == [ ];
+              message = "services.deploy-guard: not startable service unit names: ${toString invalid}";
+            }
+            {
+              assertion = repeated == [ ];
+              message = "services.deploy-guard: units listed in more than one stage: ${toString repeated}";
+            }
+          ];
+
+        environment.etc."deploy-guard/manifest.json".text = builtins.toJSON manifest;
+
+        users.users.${cfg.user} = {
+          isSystemUser = true;
+          group = cfg.group;
+          extraGroups = [ "systemd-journal" ];
+          description = "deploy-guard: runs this host's backups before deploys";
+          home = stateDirectory;
+          # deploy-guard runs `systemctl`, `journalctl` and `cat` through SSH: a real shell.
+          useDefaultShell = true;
+          openssh.authorizedKeys.keys = cfg.authorizedKeys;
+        };
+        users.groups.${cfg.group} = { };
+
+        systemd.tmpfiles.rules = [
+          "d ${stateDirectory} 0750 ${cfg.user} ${cfg.group} - -"
+          "d ${stateDirectory}/receipts 0750 ${cfg.user} ${cfg.group} - -"
+        ];
+
+        security.polkit.enable = true;
+        security.polkit.extraConfig = polkitRule;
+        services.dbus.packages = [ dbusPolicy ];
+      }
+
+      (lib.mkIf cfg.onHost.enable {
+        systemd.services.deploy-guard = {
+          description = "deploy-guard: run every backup of this host now and prove each succeeded";
+          # Never as a side effect of a switch: only `systemctl start deploy-guard`.
+          restartIfChanged = false;
+          path = [
+            config.systemd.package
+            pkgs.coreutils
+          ];
+          environment = {
+            HOME = stateDirectory;
+            # Reports land in /var/lib/deploy-guard/runs (XDG_STATE_HOME/deploy-guard/runs).
+            XDG_STATE_HOME = "/var/lib";
+          };
+          serviceConfig = {
+            Type = "oneshot";
+            User = cfg.user;
+            Group = cfg.group;
+            ExecStart = lib.escapeShellArgs (
+              [
+                (lib.getExe cfg.package)
+                "run"
+                "local"
+              ]
+              ++ cfg.onHost.extraArgs
+            );
+          };
+        };
+      })
+
+      (lib.mkIf cfg.requireFreshBackup.enable {
+        system.preSwitchChecks.deploy-guard-fresh-backup = freshCheck;
+      })
+    ]
+  );
+}

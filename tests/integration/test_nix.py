@@ -1,0 +1,643 @@
+"""The Nix side, as far as it can be checked here: every .nix file parses, the flake's lock
+is the agreed one, the NixOS module evaluates against a real nixpkgs `lib` (NIXPKGS_LIB) and
+derives the right units, the pre-switch check script behaves, and the wheel installs.
+
+Building the package, the module inside a full NixOS system and the VM test needs nixpkgs
+itself, which cannot be fetched here: those are the flake's checks (docs/nix.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import venv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from deploy_guard.manifest import load_manifest
+from tests.integration.test_polkit import POLKIT_TEMPLATE, render_polkit_rule
+
+REPOSITORY_ROOT: Final = Path(__file__).resolve().parents[2]
+NIX_DIRECTORY: Final = REPOSITORY_ROOT / "nix"
+EVAL_MODULE: Final = NIX_DIRECTORY / "tests" / "eval-module.nix"
+SAMPLE_MANIFEST: Final = NIX_DIRECTORY / "tests" / "sample-host-manifest.json"
+SKIPPED_DIRECTORIES: Final = {".git", ".venv", "node_modules", "result"}
+NIXPKGS_REV: Final = "8fd9daa3db09ced9700431c5b7ad0e8ba199b575"
+NIXPKGS_NAR_HASH: Final = "sha256-Ti+ZBvW6yrWWAg2szExVTwCd4qOJ3KlVr1tFHfyfi8Q="
+NIXPKGS_LAST_MODIFIED: Final = 1778430510
+STUB_STORE: Final = "/nix/store/00000000000000000000000000000000"
+# A host with one backup of each kind that needs a name, written as a NixOS module.
+RESTIC = '{ repository = "/srv/restic"; passwordFile = "/etc/restic/password"; paths = [ "/" ]; }'
+
+
+def nix_files() -> list[Path]:
+    return sorted(
+        path
+        for path in REPOSITORY_ROOT.rglob("*.nix")
+        if not SKIPPED_DIRECTORIES.intersection(path.relative_to(REPOSITORY_ROOT).parts)
+    )
+
+
+def needs(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (Debian: apt-get install nix-bin)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nixpkgs_lib() -> Path:
+    """The nixpkgs `lib` directory to evaluate the module against, from NIXPKGS_LIB."""
+    value = os.environ.get("NIXPKGS_LIB")
+    if not value:
+        pytest.skip(
+            "NIXPKGS_LIB is not set: set it to a nixpkgs lib directory (e.g. a checkout of "
+            "nix-community/nixpkgs.lib: NIXPKGS_LIB=/tmp/nixpkgs-lib/lib) to evaluate "
+            "nix/module.nix with lib.evalModules; never commit that checkout"
+        )
+    path = Path(value)
+    if not (path / "default.nix").is_file() or not (path / "modules.nix").is_file():
+        pytest.fail(f"NIXPKGS_LIB={value} is not a nixpkgs lib directory (no modules.nix)")
+    needs("nix-instantiate")
+    return path
+
+
+def evaluate(nixpkgs_lib: Path, host_config: str | None = None) -> dict[str, Any]:
+    """nix/tests/eval-module.nix with ``host_config`` (a NixOS module, as Nix text).
+
+    Raises:
+        AssertionError: the evaluation failed (nix's message attached).
+    """
+    completed = run_evaluation(nixpkgs_lib, host_config)
+    assert completed.returncode == 0, completed.stderr
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def run_evaluation(nixpkgs_lib: Path, host_config: str | None) -> subprocess.CompletedProcess[str]:
+    argv = ["nix-instantiate", "--eval", "--strict", "--json", str(EVAL_MODULE),
+            "--argstr", "libPath", str(nixpkgs_lib)]  # fmt: skip
+    if host_config is not None:
+        argv += ["--arg", "hostConfig", host_config]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                          cwd=REPOSITORY_ROOT)  # fmt: skip
+
+
+def stage_units(result: dict[str, Any]) -> dict[str, list[str]]:
+    return {stage["name"]: stage["units"] for stage in result["manifest"]["stages"]}
+
+
+def guarded(body: str) -> str:
+    """A host configuration with the module enabled plus ``body``."""
+    return f"{{ services.deploy-guard.enable = true; {body} }}"
+
+
+# -- parsing and the lock ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", nix_files(), ids=lambda path: str(path.relative_to(REPOSITORY_ROOT))
+)
+def test_nix_file_parses(path: Path) -> None:
+    nix_instantiate = needs("nix-instantiate")
+    completed = subprocess.run([nix_instantiate, "--parse", str(path)], capture_output=True,
+                               text=True, timeout=60, check=False)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_the_expected_nix_files_exist() -> None:
+    names = {str(path.relative_to(REPOSITORY_ROOT)) for path in nix_files()}
+    assert {"flake.nix", "nix/package.nix", "nix/module.nix", "nix/tests/vm.nix",
+            "nix/tests/eval-module.nix", "nix/tests/module-eval.nix"} <= names  # fmt: skip
+
+
+def test_flake_lock_pins_nixos_25_11() -> None:
+    lock = json.loads((REPOSITORY_ROOT / "flake.lock").read_text())
+    assert lock["version"] == 7
+    assert lock["root"] == "root"
+    assert lock["nodes"]["root"]["inputs"] == {"nixpkgs": "nixpkgs"}
+    assert lock["nodes"]["nixpkgs"]["locked"] == {
+        "lastModified": NIXPKGS_LAST_MODIFIED,
+        "narHash": NIXPKGS_NAR_HASH,
+        "owner": "NixOS",
+        "repo": "nixpkgs",
+        "rev": NIXPKGS_REV,
+        "type": "github",
+    }
+    assert lock["nodes"]["nixpkgs"]["original"] == {
+        "owner": "NixOS", "repo": "nixpkgs", "ref": "nixos-25.11", "type": "github",
+    }  # fmt: skip
+    flake = (REPOSITORY_ROOT / "flake.nix").read_text()
+    assert 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";' in flake
+
+
+def test_sample_manifest_is_valid() -> None:
+    manifest = load_manifest(SAMPLE_MANIFEST.read_text())
+    assert manifest.stage("applications") is not None
+
+
+# -- the module, evaluated with a real lib ------------------------------------------------
+
+
+def test_module_writes_the_sample_hosts_manifest(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib)
+    expected = json.loads(SAMPLE_MANIFEST.read_text())
+    assert result["failedAssertions"] == []
+    assert result["manifest"] == expected
+    assert json.loads(result["manifestText"]) == expected
+    load_manifest(result["manifestText"])  # the CLI's own model accepts what the module writes
+
+
+def test_polkit_rule_is_the_shipped_template_rendered_with_the_inventory(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib)
+    units = [unit for stage in result["manifest"]["stages"] for unit in stage["units"]]
+    assert result["polkitEnabled"] is True
+    expected = render_polkit_rule(POLKIT_TEMPLATE.read_text(), "deploy-guard", units)
+    assert result["polkitRule"] == expected  # the testbed installs this very text
+    assert expected in result["polkitConfig"]
+    for unit in units:
+        assert f'"{unit}"' in result["polkitRule"]
+    assert 'var guardUser = "deploy-guard";' in result["polkitRule"]
+
+
+def test_guard_user_is_a_journal_reader_with_the_authorized_keys(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib)
+    user = result["user"]
+    assert user["isSystemUser"] is True
+    assert user["useDefaultShell"] is True
+    assert user["extraGroups"] == ["systemd-journal"]
+    assert user["home"] == "/var/lib/deploy-guard"
+    (key,) = user["openssh"]["authorizedKeys"]["keys"]
+    assert key.startswith("ssh-ed25519 ")
+    assert "deploy-guard" in result["groups"]
+    assert "d /var/lib/deploy-guard 0750 deploy-guard deploy-guard - -" in result["tmpfiles"]
+    assert (
+        "d /var/lib/deploy-guard/receipts 0750 deploy-guard deploy-guard - -" in result["tmpfiles"]
+    )
+
+
+def test_dbus_policy_lets_only_the_guard_user_enqueue_jobs(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, guarded('services.deploy-guard.user = "backup-guard";'))
+    (policy,) = result["dbusPolicies"]
+    assert policy["path"] == "share/dbus-1/system.d/deploy-guard.conf"
+    assert '<policy user="backup-guard">' in policy["text"]
+    assert 'send_member="EnqueueUnitJob"' in policy["text"]
+    assert policy["text"].count("<allow ") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            f'services.restic.backups."my-job" = {RESTIC};',
+            {"snapshots": [], "replication": [], "applications": ["restic-backups-my-job.service"]},
+            id="restic-only",
+        ),
+        pytest.param(
+            # syncoid's units only exist when it is enabled; sanoid likewise.
+            'services.syncoid.commands."tank/a".target = "x"; services.sanoid.datasets.t = { };',
+            {"snapshots": [], "replication": [], "applications": []},
+            id="syncoid-and-sanoid-disabled",
+        ),
+        pytest.param(
+            "services.sanoid.enable = true; services.syncoid.enable = true;"
+            'services.syncoid.commands = { "tank/data".target = "t"; "pool/a b@c:d".target = "t";'
+            '  "a\\\\b".target = "t"; "x--y".target = "t"; "/lead".target = "t"; };',
+            {
+                "snapshots": ["sanoid.service"],
+                "replication": [
+                    "syncoid--lead.service",
+                    "syncoid-a\\b.service",
+                    "syncoid-pool-a-b-c-d.service",
+                    "syncoid-tank-data.service",
+                    "syncoid-x--y.service",
+                ],
+                "applications": [],
+            },
+            id="syncoid-escaping",
+        ),
+        pytest.param(
+            "services.pgbackrest.enable = true; services.pgbackrest.stanzas = {"
+            ' main.jobs = { full.type = "full"; incr.type = "incr"; };'
+            ' second.jobs.daily.type = "diff"; empty = { }; };',
+            {
+                "snapshots": [],
+                "replication": [],
+                "applications": [
+                    "pgbackrest-main-full.service",
+                    "pgbackrest-main-incr.service",
+                    "pgbackrest-second-daily.service",
+                ],
+            },
+            id="pgbackrest-jobs",
+        ),
+        pytest.param(
+            "services.postgresqlBackup.enable = true;",
+            {"snapshots": [], "replication": [], "applications": ["postgresqlBackup.service"]},
+            id="postgresql-backup-all",
+        ),
+        pytest.param(
+            "services.borgbackup.jobs.docs = { }; services.btrbk.instances.btrbk = { };"
+            "services.mysqlBackup.enable = true;",
+            {
+                "snapshots": [],
+                "replication": [],
+                "applications": [
+                    "borgbackup-job-docs.service",
+                    "mysql-backup.service",
+                    "btrbk-btrbk.service",
+                ],
+            },
+            id="borg-mysql-btrbk",
+        ),
+        pytest.param(
+            f"services.restic.backups = {{ a = {RESTIC}; b = {RESTIC}; }};"
+            "services.deploy-guard.stages.applications.excludeUnits ="
+            ' [ "restic-backups-b.service" ];'
+            'services.deploy-guard.stages.replication.extraUnits = [ "zrepl-push.service" ];',
+            {
+                "snapshots": [],
+                "replication": ["zrepl-push.service"],
+                "applications": ["restic-backups-a.service"],
+            },
+            id="extra-and-exclude",
+        ),
+    ],
+)
+def test_manifest_units_derived_from_the_host_configuration(
+    nixpkgs_lib: Path, body: str, expected: dict[str, list[str]]
+) -> None:
+    result = evaluate(nixpkgs_lib, guarded(body))
+    assert result["failedAssertions"] == []
+    assert stage_units(result) == expected
+    load_manifest(result["manifestText"])
+    inventory = [unit for units in expected.values() for unit in units]
+    assert json.dumps(inventory, separators=(",", ":")) in result["polkitRule"]
+
+
+def test_excluded_units_are_not_granted(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, guarded(
+        f"services.restic.backups = {{ a = {RESTIC}; b = {RESTIC}; }};"
+        "services.deploy-guard.stages.applications.excludeUnits ="
+        ' [ "restic-backups-b.service" ];'
+    ))  # fmt: skip
+    assert '"restic-backups-a.service"' in result["polkitRule"]
+    assert "restic-backups-b.service" not in result["polkitRule"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            f"services.restic.backups.home = {RESTIC};"
+            "systemd.services.restic-backups-home.enable = false;",
+            "does not define (a backup module changed its unit names?): "
+            "restic-backups-home.service",
+            id="derived-unit-not-defined",
+        ),
+        pytest.param(
+            'services.deploy-guard.stages.snapshots.extraUnits = [ "bad unit.service" ];',
+            "not startable service unit names: bad unit.service",
+            id="invalid-extra-unit",
+        ),
+        pytest.param(
+            'services.deploy-guard.stages.snapshots.extraUnits = [ "foo@.service" ];',
+            "not startable service unit names: foo@.service",
+            id="template-extra-unit",
+        ),
+        pytest.param(
+            "services.sanoid.enable = true;"
+            'services.deploy-guard.stages.applications.extraUnits = [ "sanoid.service" ];',
+            "units listed in more than one stage: sanoid.service",
+            id="unit-in-two-stages",
+        ),
+        pytest.param(
+            'services.deploy-guard.user = "root";',
+            "must not be root",
+            id="root-user",
+        ),
+    ],
+)
+def test_module_assertions(nixpkgs_lib: Path, body: str, message: str) -> None:
+    result = evaluate(nixpkgs_lib, guarded(body))
+    assert any(message in failure for failure in result["failedAssertions"]), result[
+        "failedAssertions"
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'services.deploy-guard.stages.snapshots.timeout = "5 minutes";',
+        'services.deploy-guard.requireFreshBackup = { enable = true; maxAge = "1.5h"; };',
+        'services.deploy-guard.user = "Bad\\"User";',
+    ],
+)
+def test_module_rejects_bad_option_values(nixpkgs_lib: Path, body: str) -> None:
+    completed = run_evaluation(nixpkgs_lib, guarded(body))
+    assert completed.returncode != 0
+    assert "is not of type" in completed.stderr
+
+
+def test_stage_timeouts_reach_the_manifest(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, guarded(
+        'services.deploy-guard.stages.snapshots.timeout = "90s";'
+        'services.deploy-guard.stages.applications.timeout = "1h30m";'
+    ))  # fmt: skip
+    manifest = load_manifest(result["manifestText"])
+    timeouts = {stage.name: stage.timeout_seconds for stage in manifest.stages}
+    assert timeouts == {"snapshots": 90.0, "replication": None, "applications": 5400.0}
+
+
+def test_disabled_module_changes_nothing(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, f"{{ services.restic.backups.home = {RESTIC}; }}")
+    assert result["manifestText"] is None
+    assert result["polkitEnabled"] is False
+    assert result["polkitConfig"] == ""
+    assert result["user"] is None
+    assert result["preSwitchChecks"] == {}
+    assert result["guardService"] is None
+
+
+def test_on_host_service_runs_the_guard_as_the_guard_user(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, guarded(
+        "services.deploy-guard.onHost.enable = true;"
+        'services.deploy-guard.onHost.extraArgs = [ "--max-age" "30m" ];'
+    ))  # fmt: skip
+    service = result["guardService"]
+    assert service["restartIfChanged"] is False
+    assert "wantedBy" not in service  # only `systemctl start deploy-guard`, never at boot
+    config = service["serviceConfig"]
+    assert config["Type"] == "oneshot"
+    assert config["User"] == "deploy-guard"
+    assert config["ExecStart"] == (
+        f"{STUB_STORE}-deploy-guard/bin/deploy-guard run local --max-age 30m"
+    )
+    assert service["environment"]["XDG_STATE_HOME"] == "/var/lib"
+
+
+PACKAGE_PROBE: Final = """
+let
+  lib = import LIB;
+  stub = name: { inherit name; };
+  python3Packages = lib.genAttrs (PYTHON_PACKAGES) stub // { buildPythonApplication = a: a; };
+  drv = import ./nix/package.nix {
+    inherit lib python3Packages;
+    git = stub "git";
+    openssh = stub "openssh";
+  };
+in {
+  inherit (drv) pname version pyproject enabledTestPaths;
+  mainProgram = drv.meta.mainProgram;
+  buildSystem = map (p: p.name) drv.build-system;
+  dependencies = map (p: p.name) drv.dependencies;
+  optional = lib.mapAttrs (_: map (p: p.name)) drv.optional-dependencies;
+  checkInputs = map (p: p.name) drv.nativeCheckInputs;
+}
+"""
+
+
+def nixpkgs_attribute(requirement: str) -> str:
+    """PEP 503 normalisation of a requirement's name, which nixpkgs uses for attributes."""
+    name = re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_package_follows_pyproject(nixpkgs_lib: Path) -> None:
+    """nix/package.nix with stub python packages (the source fileset needs Nix 2.14+)."""
+    project = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text())["project"]
+    required = [nixpkgs_attribute(spec) for spec in project["dependencies"]]
+    extras = {
+        extra: [nixpkgs_attribute(spec) for spec in specs]
+        for extra, specs in project.get("optional-dependencies", {}).items()
+        if extra != "dev"
+    }
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required}
+    known.update(name for names in extras.values() for name in names)
+    expression = PACKAGE_PROBE.replace("LIB", str(nixpkgs_lib)).replace(
+        "PYTHON_PACKAGES", " ".join(json.dumps(name) for name in sorted(known)).join("[]")
+    )
+    completed = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY_ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    package = json.loads(completed.stdout)
+    assert package["pname"] == project["name"]
+    assert package["version"] == project["version"]
+    assert package["pyproject"] is True
+    assert package["buildSystem"] == ["setuptools"]
+    assert package["dependencies"] == required
+    assert package["optional"] == extras
+    for names in extras.values():
+        assert set(names) <= set(package["checkInputs"])  # their tests run in the build
+    assert package["enabledTestPaths"] == ["tests/unit"]
+    assert package["mainProgram"] == next(iter(project["scripts"]))
+
+
+FLAKE_PROBE: Final = """
+let
+  lib = import LIB;
+  flake = import ./flake.nix;
+  stubPackage = name: {
+    type = "derivation";
+    inherit name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    meta.mainProgram = name;
+  };
+  stubPkgs = system: {
+    inherit lib;
+    stdenv.hostPlatform.system = system;
+    callPackage = path: args: stubPackage (baseNameOf (toString path)) // {
+      inherit args;
+      meta.mainProgram = "deploy-guard";
+    };
+    mkShell = attrs: stubPackage "shell" // { inherit attrs; };
+    nixfmt = stubPackage "nixfmt";
+    testers.runNixOSTest = test: stubPackage "vm" // { inherit test; };
+  };
+  nixpkgs = {
+    inherit lib;
+    legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" "x86_64-darwin"
+      "aarch64-darwin" ] stubPkgs;
+  };
+  self = flake.outputs { inherit self nixpkgs; };
+  systems = attrs: builtins.attrNames attrs;
+in {
+  outputs = builtins.attrNames self;
+  packages = lib.mapAttrs (_: builtins.attrNames) self.packages;
+  apps = lib.mapAttrs (_: app: { inherit (app.default) type program; }) self.apps;
+  devShells = systems self.devShells;
+  formatter = lib.mapAttrs (_: f: f.name) self.formatter;
+  checks = lib.mapAttrs (_: builtins.attrNames) self.checks;
+  vmName = (self.checks.x86_64-linux.vm.test { config = { }; }).name;
+  module = toString self.nixosModules.default;
+  overlay = (self.overlays.default (stubPkgs "x86_64-linux") { }).deploy-guard.name;
+}
+"""
+
+
+def test_flake_outputs(nixpkgs_lib: Path) -> None:
+    """flake.nix's outputs function with a stub nixpkgs: the outputs and systems it declares."""
+    expression = FLAKE_PROBE.replace("LIB", str(nixpkgs_lib))
+    completed = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY_ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    flake = json.loads(completed.stdout)
+    linux = ["aarch64-linux", "x86_64-linux"]
+    every = ["aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux"]
+    assert flake["outputs"] == [
+        "apps", "checks", "devShells", "formatter", "nixosModules", "overlays", "packages",
+    ]  # fmt: skip
+    assert flake["packages"] == {system: ["default", "deploy-guard"] for system in every}
+    assert flake["apps"]["x86_64-linux"] == {
+        "type": "app",
+        "program": f"{STUB_STORE}-package.nix/bin/deploy-guard",
+    }
+    assert sorted(flake["apps"]) == every
+    assert flake["devShells"] == every
+    assert flake["formatter"] == dict.fromkeys(every, "nixfmt")
+    assert flake["checks"] == {system: ["module-eval", "package", "vm"] for system in linux}
+    assert flake["vmName"] == "deploy-guard"
+    assert flake["module"] == str(NIX_DIRECTORY / "module.nix")
+    assert flake["overlay"] == "package.nix"
+
+
+# -- requireFreshBackup: the pre-switch check, run by bash -----------------------------------
+
+
+@pytest.fixture
+def fresh_check(nixpkgs_lib: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The module's pre-switch check (maxAge 6h), wrapped as nixpkgs runs it, with the real
+    jq and date and the receipt moved to tmp_path; returns (script, receipt)."""
+    jq = needs("jq")
+    date = needs("date")
+    result = evaluate(nixpkgs_lib)
+    text = result["preSwitchChecks"]["deploy-guard-fresh-backup"]
+    receipt = tmp_path / "last-success.json"
+    assert "receipt=/var/lib/deploy-guard/receipts/last-success.json\n" in text
+    text = (
+        text.replace("/var/lib/deploy-guard/receipts/last-success.json", str(receipt))
+        .replace(f"{STUB_STORE}-jq/bin/jq", jq)
+        .replace(f"{STUB_STORE}-coreutils/bin/date", date)
+    )
+    # nixos/modules/system/activation/pre-switch-check.nix: writeShellApplication (errexit,
+    # nounset, pipefail) running each check in a subshell.
+    script = tmp_path / "pre-switch-checks"
+    script.write_text(
+        "#!/usr/bin/env bash\nset -o errexit\nset -o nounset\nset -o pipefail\n"
+        f"set +e\n(\nset -e\n{text})\n_rc=$?\nset -e\n"
+        "if [ \"$_rc\" -ne 0 ]; then echo \"Pre-switch check 'deploy-guard-fresh-backup' failed\""
+        " >&2; exit 1; fi\n"
+    )  # fmt: skip
+    return script, receipt
+
+
+def run_check(script: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30,
+                          check=False, env={**os.environ, "LC_ALL": "C"})  # fmt: skip
+
+
+def iso(seconds_ago: float) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_fresh_check_passes_shellcheck(fresh_check: tuple[Path, Path]) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (writeShellApplication runs it in the build)")
+    script, _receipt = fresh_check
+    completed = subprocess.run([shellcheck, str(script)], capture_output=True, text=True,
+                               check=False)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("receipt_text", "passes", "message"),
+    [
+        (None, False, "no successful guard run is recorded"),
+        (f'{{"run_id": "r1", "finished_at": "{iso(60)}"}}', True, "r1 finished"),
+        (f'{{"run_id": "r2", "finished_at": "{iso(7 * 3600)}"}}', False, "more than 6h"),
+        (f'{{"run_id": "r3", "finished_at": "{iso(-3600)}"}}', False, "in the future"),
+        ('{"run_id": "r4"}', False, 'no readable "finished_at"'),
+        (f'{{"run_id": "r6", "finished_at_epoch": {int(time.time()) - 60}}}', True, "r6 finished"),
+        (f'{{"run_id": "r7", "finished_at_epoch": {int(time.time()) - 9 * 3600}}}', False, "6h"),
+        ('{"run_id": "r5", "finished_at": "yesterday-ish"}', False, 'no readable "finished_at"'),
+        ("not json", False, 'no readable "finished_at"'),
+    ],
+)  # fmt: skip
+def test_fresh_check_refuses_a_switch_without_a_recent_receipt(
+    fresh_check: tuple[Path, Path], receipt_text: str | None, passes: bool, message: str
+) -> None:
+    script, receipt = fresh_check
+    if receipt_text is not None:
+        receipt.write_text(receipt_text)
+    completed = run_check(script)
+    assert (completed.returncode == 0) is passes, completed.stderr
+    assert message in completed.stderr
+    if not passes:
+        assert "NIXOS_NO_CHECK=1" in completed.stderr
+
+
+# -- the wheel --------------------------------------------------------------------------------
+
+
+def pip(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    argv = [str(python), "-m", "pip", "--disable-pip-version-check", *args]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False,
+                               cwd=cwd)  # fmt: skip
+    if completed.returncode != 0 and "Could not find a version" in completed.stderr + (
+        completed.stdout
+    ):
+        message = f"the package index is unreachable: {completed.stderr.strip()[-300:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return completed
+
+
+def test_wheel_installs_and_runs_in_a_clean_virtualenv(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPOSITORY_ROOT / name, source / name)
+    shutil.copytree(REPOSITORY_ROOT / "deploy_guard", source / "deploy_guard",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    dist = tmp_path / "dist"
+    built = pip(Path(sys.executable), "wheel", "--no-deps", "-w", str(dist), str(source),
+                cwd=tmp_path)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob("deploy_guard-*.whl")
+    environment = tmp_path / "venv"
+    venv.create(environment, with_pip=True)
+    python = environment / "bin" / "python"
+    installed = pip(python, "install", str(wheel), cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    elsewhere = tmp_path / "elsewhere"  # not the repository: only the wheel can be imported
+    elsewhere.mkdir()
+    command = environment / "bin" / "deploy-guard"
+    helped = subprocess.run([str(command), "--help"], capture_output=True, text=True,
+                            cwd=elsewhere, timeout=60, check=False)  # fmt: skip
+    assert helped.returncode == 0, helped.stderr
+    assert "schema" in helped.stdout
+    printed = subprocess.run([str(command), "schema", "manifest"], capture_output=True,
+                             text=True, cwd=elsewhere, timeout=60, check=False)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["title"] == "Manifest"
+    located = subprocess.run(
+        [str(python), "-c", "import deploy_guard; print(deploy_guard.__file__)"],
+        capture_output=True, text=True, cwd=elsewhere, check=True,
+    )  # fmt: skip
+    assert str(environment) in located.stdout
