@@ -285,6 +285,7 @@ def print_plan(console: Console, plans: Sequence[PlanResult]) -> None:
         console.print(Text(result.host, style="bold"))
         for number, stage in enumerate(result.plan.stages, 1):
             flags = ", critical" if stage.critical else ""
+            flags += ", units from the host's manifest" if stage.source == "manifest" else ""
             console.print(f"  {number}. {stage.name} (deadline {format_duration(stage.timeout_s)}"
                           f"{flags})")  # fmt: skip
             for unit in stage.units:
