@@ -20,6 +20,9 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
+from deploy_guard.config import parse_config  # noqa: E402
+from deploy_guard.hosts import connect, resolve_targets  # noqa: E402
+from deploy_guard.systemd.client import SystemdClient  # noqa: E402
 from tests.testbed import TestbedError  # noqa: E402
 from tests.testbed.host import TestHost  # noqa: E402
 from tests.testbed.testbed import Testbed  # noqa: E402
@@ -72,3 +75,19 @@ def host(testbed: Testbed) -> Iterator[TestHost]:
 def dg_env(testbed: Testbed) -> dict[str, str]:
     """The environment to run deploy-guard in: HOME is the testbed's, no ssh agent."""
     return testbed.env()
+
+
+@pytest.fixture
+def client(
+    testbed: Testbed, host: TestHost, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SystemdClient]:
+    """A SystemdClient on an SSH connection to forge, as the engine opens it."""
+    for variable, value in testbed.env().items():
+        if os.environ.get(variable) != value:
+            monkeypatch.setenv(variable, value)
+    (target,) = resolve_targets(parse_config({}), ["forge"])
+    transport = connect(target, connect_timeout=10)
+    try:
+        yield SystemdClient(transport)
+    finally:
+        transport.close()

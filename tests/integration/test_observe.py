@@ -8,12 +8,9 @@ report, the way the CLI calls it after `run`, `apply` and the hook.
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -213,32 +210,6 @@ def test_each_run_is_logged_in_the_hosts_journal_with_its_fields(
     assert entry["PRIORITY"] == "4"
     assert report.run_id in entry["MESSAGE"]
     assert ETC in entry["MESSAGE"]
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_notification_of_a_real_failed_run_and_a_dead_url_only_warns(

@@ -3,39 +3,17 @@ paramiko, run in-process through the same SshTransport + SystemdClient as the en
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import PreflightCheck, parse_config
-from deploy_guard.hosts import connect, resolve_targets
 from deploy_guard.preflight import CheckResult, PreflightReport, run_preflight
 from deploy_guard.stage import EngineSettings, StageContext
 from deploy_guard.systemd.client import SystemdClient
 from tests.testbed.host import TestHost
-from tests.testbed.testbed import Testbed
 
 REACHABILITY = "syncoid-nas-target-reachability.service"  # sample unit: echo "nas: reachable"
-
-
-@pytest.fixture
-def client(
-    testbed: Testbed, host: TestHost, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SystemdClient]:
-    """A SystemdClient on an SSH connection to forge, as the engine opens it."""
-    for variable, value in testbed.env().items():
-        if os.environ.get(variable) != value:
-            monkeypatch.setenv(variable, value)
-    (target,) = resolve_targets(parse_config({}), ["forge"])
-    transport = connect(target, connect_timeout=10)
-    try:
-        yield SystemdClient(transport)
-    finally:
-        transport.close()
 
 
 def preflight(client: SystemdClient, *tables: dict[str, Any], **options: Any) -> PreflightReport:

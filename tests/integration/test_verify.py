@@ -4,16 +4,11 @@ is Debian, not NixOS)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import HealthCheck, parse_config
 from deploy_guard.errors import ExitCode
-from deploy_guard.hosts import connect, resolve_targets
 from deploy_guard.preflight import PreflightReport, run_preflight
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.verify import (
@@ -24,7 +19,6 @@ from deploy_guard.verify import (
     verify_host,
 )
 from tests.testbed.host import TestHost
-from tests.testbed.testbed import Testbed
 
 SETTINGS = VerifySettings(settle_timeout=30, poll_interval=0.3, log_lines=10)
 BROKEN_UNIT = "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo \"app: bad config\"; exit 3'\n"
@@ -40,22 +34,6 @@ echo "rollback $*" >> /var/lib/rollback.log
 systemctl reset-failed app.service
 echo "switched back to generation 41"
 """
-
-
-@pytest.fixture
-def client(
-    testbed: Testbed, host: TestHost, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SystemdClient]:
-    """A SystemdClient on an SSH connection to forge, as the engine opens it."""
-    for variable, value in testbed.env().items():
-        if os.environ.get(variable) != value:
-            monkeypatch.setenv(variable, value)
-    (target,) = resolve_targets(parse_config({}), ["forge"])
-    transport = connect(target, connect_timeout=10)
-    try:
-        yield SystemdClient(transport)
-    finally:
-        transport.close()
 
 
 def health(*tables: dict[str, Any]) -> tuple[HealthCheck, ...]:

@@ -3,12 +3,8 @@ Apprise `json://` URL to an HTTP server in the test (and to a dead one: a warnin
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
-import json
 import socket
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,34 +187,6 @@ def test_unknown_url_scheme_is_a_configuration_error_without_echoing_the_url() -
 def test_bad_notify_tables_are_rejected(body: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         parse_config(body)
-
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """An HTTP server on 127.0.0.1 collecting the JSON bodies POSTed to it."""
-    received: list[dict[str, Any]] = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -1,0 +1,3 @@
+"""Fixtures shared by the unit and integration tests."""
+
+pytest_plugins = ["tests.http_receiver"]
