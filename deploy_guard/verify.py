@@ -12,18 +12,14 @@ host through the transport, each argument quoted.
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Final, assert_never
+from typing import Final
 
 from deploy_guard.clock import Clock
 from deploy_guard.config import (
     NIXOS_ROLLBACK,
-    CommandHealthCheck,
     HealthCheck,
-    HttpHealthCheck,
     VerifyConfig,
 )
 from deploy_guard.errors import (
@@ -33,16 +29,13 @@ from deploy_guard.errors import (
     ExitCode,
     HostUnreachable,
 )
+from deploy_guard.health import HealthResult, HttpGet, error_reason, fetch_url, run_health_check
 from deploy_guard.model import DeployOutcome
 from deploy_guard.preflight import (
-    BACKSTOP,
-    EXIT_NOT_FOUND,
     PreflightReport,
-    command_problem,
     list_failed_units,
     only_systemd_lines,
     system_state,
-    timed_argv,
     unit_journal,
 )
 from deploy_guard.systemd.client import SystemdClient
@@ -54,11 +47,6 @@ log = logging.getLogger(__name__)
 UNSETTLED: Final = ("initializing", "starting")
 HEALTHY_STATES: Final = ("running", "degraded")  # degraded is judged by the unit comparison
 ROLLBACK_OUTPUT_LINES: Final = 20
-CURL_TIMED_OUT: Final = 28
-CURL_HTTP_ERROR: Final = 22
-
-Probe = Callable[[], tuple[bool, str]]
-HttpGet = Callable[[str, float], tuple[bool, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +86,6 @@ class FailedUnit:
     result: str | None = None
     invocation_id: str | None = None
     log_tail: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class HealthResult:
-    """One `[[health]]` check: passed or not, after how many tries."""
-
-    name: str
-    kind: str
-    ok: bool
-    attempts: int
-    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,103 +189,6 @@ def compare_failed(
     return tuple(sorted(current - earlier)), tuple(sorted(earlier - current))
 
 
-def retry_check(check: HealthCheck, probe: Probe, clock: Clock) -> HealthResult:
-    """Run ``probe`` until it passes, ``check.attempts`` are used, or the next try would
-    start after ``check.deadline`` (counted from the first)."""
-    started = clock.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        ok, message = probe()
-        if ok:
-            return HealthResult(check.name, check.kind, True, attempt, message)
-        waited = clock.monotonic() - started
-        if attempt >= check.attempts or waited + check.interval > check.deadline:
-            tries = "1 try" if attempt == 1 else f"{attempt} tries"
-            message = f"{message} (failed {tries} in {waited:.0f}s)"
-            return HealthResult(check.name, check.kind, False, attempt, message)
-        clock.sleep(check.interval)
-
-
-def judge_curl(exit_status: int, stdout: str, stderr: str, url: str, timeout: float
-               ) -> tuple[bool, str]:  # fmt: skip
-    """`curl -fsS -o /dev/null -w %{http_code}` on the host."""
-    reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-    if exit_status == 0:
-        return True, f"HTTP {stdout.strip()} from {url} (from the host)"
-    if exit_status == EXIT_NOT_FOUND:
-        return False, ('curl is not installed on the host: install it or use from = '
-                       f'"workstation" ({reason})')  # fmt: skip
-    if exit_status == CURL_TIMED_OUT:
-        return False, f"no answer from {url} within {timeout:g}s (from the host)"
-    if exit_status == CURL_HTTP_ERROR:
-        return False, f"{url}: HTTP {stdout.strip() or '?'} (from the host)"
-    return False, f"{url}: curl exited {exit_status}: {reason}"
-
-
-# -- I/O --------------------------------------------------------------------------------------
-
-
-def fetch_url(url: str, timeout: float) -> tuple[bool, str]:
-    """GET ``url`` from this machine: passes on a status below 400 (redirects followed)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status < 400, f"HTTP {response.status} from {url}"
-    except urllib.error.HTTPError as exc:
-        return False, f"{url}: HTTP {exc.code} {exc.reason}"
-    except urllib.error.URLError as exc:
-        return False, f"cannot reach {url}: {exc.reason}"
-    except TimeoutError:
-        return False, f"no answer from {url} within {timeout:g}s"
-    except OSError as exc:
-        return False, f"cannot reach {url}: {exc}"
-
-
-def _reason(exc: DeployGuardError) -> str:
-    return str(getattr(exc, "reason", exc))
-
-
-def _command_probe(client: SystemdClient, check: CommandHealthCheck) -> Probe:
-    def probe() -> tuple[bool, str]:
-        argv = timed_argv(check.argv, check.timeout)
-        try:
-            result = client.transport.run(argv, timeout=check.timeout + BACKSTOP, check=False)
-        except DeployGuardError as exc:
-            return False, f"cannot run {check.argv[0]}: {_reason(exc)}"
-        problem = command_problem(result, check.argv[0], check.timeout)
-        return (True, f"{check.argv[0]} exited 0") if problem is None else (False, problem)
-
-    return probe
-
-
-def _http_probe(client: SystemdClient, check: HttpHealthCheck, http_get: HttpGet) -> Probe:
-    def probe() -> tuple[bool, str]:
-        if check.source == "workstation":
-            return http_get(check.url, check.timeout)
-        argv = ["curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
-                "--max-time", f"{check.timeout:g}", check.url]  # fmt: skip
-        try:
-            result = client.transport.run(argv, timeout=check.timeout + BACKSTOP, check=False)
-        except DeployGuardError as exc:
-            return False, f"cannot run curl on the host: {_reason(exc)}"
-        return judge_curl(result.exit_status, result.stdout, result.stderr, check.url,
-                          check.timeout)  # fmt: skip
-
-    return probe
-
-
-def run_health_check(
-    client: SystemdClient, check: HealthCheck, clock: Clock, http_get: HttpGet = fetch_url
-) -> HealthResult:
-    match check:
-        case CommandHealthCheck():
-            return retry_check(check, _command_probe(client, check), clock)
-        case HttpHealthCheck():
-            return retry_check(check, _http_probe(client, check, http_get), clock)
-        case _:
-            assert_never(check)
-
-
 def _wait(clock: Clock, deadline: float, interval: float) -> bool:
     """Sleep one interval unless the deadline has passed; False when it has."""
     if clock.monotonic() >= deadline:
@@ -329,7 +209,7 @@ def wait_for_boot(
         try:
             boot_id = client.boot_id()
         except DeployGuardError as exc:  # rebooting: refused, lost, timed out
-            boot_id, error = None, _reason(exc)
+            boot_id, error = None, error_reason(exc)
         if boot_id is not None:
             problem = boot_problem(settings.expect_reboot, old_boot_id, boot_id)
             if problem is None or old_boot_id is None:
@@ -378,7 +258,7 @@ def describe_failed_unit(client: SystemdClient, unit: str, lines: int, clock: Cl
             clock.sleep(0.5)
             tail = _unit_log(client, unit, state.invocation_id, lines)
     except DeployGuardError as exc:
-        return FailedUnit(unit, log_tail=(f"cannot read the unit's log: {_reason(exc)}",))
+        return FailedUnit(unit, log_tail=(f"cannot read the unit's log: {error_reason(exc)}",))
     return FailedUnit(unit, state.result or None, state.invocation_id or None, tail)
 
 
@@ -416,7 +296,7 @@ def verify_host(
         before_units = before.failed_units if before is not None else None
         new, recovered = compare_failed(before_units, list_failed_units(client))
     except DeployGuardError as exc:
-        problems.append(f"cannot list the failed units: {_reason(exc)}")
+        problems.append(f"cannot list the failed units: {error_reason(exc)}")
     failed = tuple(describe_failed_unit(client, unit, settings.log_lines, clock) for unit in new)
     checks = tuple(run_health_check(client, check, clock, http_get) for check in health)
     return VerifyReport(state, settled, old_boot_id, boot_id, failed, recovered, checks,
@@ -433,7 +313,9 @@ def rollback(
         try:
             result = client.transport.run(list(argv), timeout=timeout, check=False)
         except DeployGuardError as exc:  # e.g. the activation restarted the network
-            steps.append(RollbackStep(tuple(argv), None, error=f"outcome unknown: {_reason(exc)}"))
+            steps.append(
+                RollbackStep(tuple(argv), None, error=f"outcome unknown: {error_reason(exc)}")
+            )
             break
         output = (result.stdout + result.stderr).splitlines()[-ROLLBACK_OUTPUT_LINES:]
         steps.append(RollbackStep(tuple(argv), result.exit_status, tuple(output)))
@@ -540,11 +422,11 @@ def connect_and_verify(
             transport = connect()
             break
         except TRANSIENT as exc:
-            reason = _reason(exc)
+            reason = error_reason(exc)
             if _wait(clock, deadline, settings.poll_interval):
                 continue
         except DeployGuardError as exc:
-            reason = _reason(exc)
+            reason = error_reason(exc)
         old_boot_id = request.before.boot_id if request.before is not None else None
         problem = f"cannot connect after the deploy: {reason}"
         return HostVerification(host, unreachable(old_boot_id, request.health, [problem]))

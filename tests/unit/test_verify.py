@@ -18,12 +18,12 @@ from deploy_guard.errors import (
     HostUnreachable,
     TransportError,
 )
+from deploy_guard.health import HealthResult, fetch_url, judge_curl, retry_check
 from deploy_guard.model import DeployOutcome, DeployStep
 from deploy_guard.preflight import PreflightReport
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import (
-    HealthResult,
     RollbackStep,
     VerifyRequest,
     VerifySettings,
@@ -31,9 +31,6 @@ from deploy_guard.verify import (
     boot_problem,
     compare_failed,
     connect_and_verify,
-    fetch_url,
-    judge_curl,
-    retry_check,
     rollback,
     state_problem,
     verification_json,
