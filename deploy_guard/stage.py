@@ -249,6 +249,8 @@ class _StageRunner:
                 self._confirm_stopped(watch, state, now)
                 continue
             judgement = judge(watch.tracking, state, watch.journal)
+            if judgement.invocation_id and not watch.tracking.seen_invocation:
+                watch.tracking = replace(watch.tracking, seen_invocation=judgement.invocation_id)
             watch.invocation_id = judgement.invocation_id or watch.invocation_id
             if judgement.phase is Phase.DONE:
                 self._finish(watch, judgement)

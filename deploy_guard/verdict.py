@@ -30,6 +30,10 @@ class Tracking:
     joined: bool
     job_id: int | None
     baseline_invocation: str
+    # The run an earlier poll attributed to us: it stays ours when the unit is later
+    # garbage-collected and `show` forgets it (e.g. a start merged into a run another guard
+    # had just started: that job leaves no journal message of its own).
+    seen_invocation: str = ""
 
 
 @dataclass(slots=True)
@@ -98,6 +102,8 @@ def _our_invocation(
         return from_journal or tracking.baseline_invocation or None
     if from_journal is not None:
         return from_journal
+    if tracking.seen_invocation:
+        return tracking.seen_invocation
     if state is None or not state.invocation_id:
         return None
     # `show` names a new run since our baseline. It is ours when our job is running it, or
@@ -193,7 +199,13 @@ def judge(tracking: Tracking, state: UnitState | None, journal: UnitJournal) -> 
         done = _from_journal(tracking, invocation, journal) or _from_state(invocation, state)
         if done is not None:
             return _enriched(done, tracking, state, journal)
-        return Judgement(Phase.RUNNING, invocation, started_at=_started_at(tracking, journal))
+        # The run is ours but `show` no longer describes it (garbage-collected) and the journal
+        # has no end for it yet: wait for the journal, within the evidence grace.
+        gone = state is None or (
+            state.invocation_id != invocation and state.job_id is None and not state.is_running
+        )
+        return Judgement(Phase.RUNNING, invocation, started_at=_started_at(tracking, journal),
+                         unaccounted=gone)  # fmt: skip
     done_entry = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
     if done_entry is not None:
         # The job finished without ever creating a run.

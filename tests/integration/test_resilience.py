@@ -115,3 +115,37 @@ def test_host_unreachable_past_the_limit_leaves_units_unknown_and_exits_2(
     assert units["restic-backups-slow.service"]["outcome"] == "unknown"
     assert "succeeded" not in {units["restic-backups-slow.service"]["outcome"]}
     assert "unreachable for 4s" in report["hosts"][0]["error"]
+
+
+def test_two_guards_at_once_both_tell_the_truth_and_no_unit_runs_twice(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    count = "echo run >> /var/lib/{name}.count; sleep 4"
+    host.install_unit("restic-backups-twice.service", oneshot(count.format(name="oneshot")))
+    host.install_unit("syncoid-twice.service",
+                      "[Service]\nType=simple\nExecStart=/bin/sh -c '"
+                      + count.format(name="simple") + "'\n")  # fmt: skip
+    host.daemon_reload()
+    config = write_config(tmp_path, """
+[[stages]]
+name = "all"
+timeout = "1m"
+units = ["restic-backups-twice.service", "syncoid-twice.service"]
+""")  # fmt: skip
+    env = {**dg_env, "DEPLOY_GUARD_SSH_CONFIG": str(Path(dg_env["HOME"]) / ".ssh/config")}
+    argv = [sys.executable, "-m", "deploy_guard", "run", "forge", "--json", "--config",
+            str(config)]  # fmt: skip
+    guards = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True) for _ in range(2)]  # fmt: skip
+
+    reports = [json.loads(guard.communicate(timeout=120)[0]) for guard in guards]
+
+    for report in reports:
+        assert report["exit_code"] == 0, json.dumps(report["hosts"][0], indent=1)[:3000]
+        assert {u["outcome"] for u in _units(report).values()} == {"succeeded"}
+    # Whichever guard came second joined the first one's runs (systemd merges the jobs).
+    assert host.ssh("cat /var/lib/oneshot.count").stdout.count("run") == 1
+    assert host.ssh("cat /var/lib/simple.count").stdout.count("run") == 1
+    first, second = (_units(report) for report in reports)
+    for unit in first:
+        assert first[unit]["invocation_id"] == second[unit]["invocation_id"]

@@ -158,8 +158,10 @@ CASES = [
         id="simple_unit_started_job_done_is_only_running",
     ),
     pytest.param(
+        # Gone from `show`, no end in the journal: still running as far as anyone can prove,
+        # and unaccounted for, so the engine gives up after the evidence grace (unknown).
         tracking(SIMPLE), show(type=SIMPLE), [started(OURS)],
-        Expect(Phase.RUNNING, None, OURS),
+        Expect(Phase.RUNNING, None, OURS, unaccounted=True),
         id="simple_unit_gone_with_only_started_message_is_not_succeeded",
     ),
     pytest.param(
@@ -506,3 +508,15 @@ def test_judge_never_reports_success_without_proof_for_our_invocation(
         )
     )
     assert ours
+
+
+def test_run_seen_earlier_stays_ours_after_gc_and_is_proven_by_its_journal_end() -> None:
+    # Our start merged into a run another guard had just started: our job leaves no journal
+    # message, and once the unit is collected `show` forgets the run; what we saw stays ours.
+    seen = replace(tracking(SIMPLE), seen_invocation=OURS)
+
+    proven = judge(seen, DEFAULTS, journal(deactivated(OURS)))
+    pending = judge(seen, DEFAULTS, journal())
+
+    assert (proven.outcome, proven.invocation_id) == (Outcome.SUCCEEDED, OURS)
+    assert (pending.phase, pending.unaccounted, pending.outcome) == (Phase.RUNNING, True, None)
