@@ -6,10 +6,12 @@ order: guard -> gate -> (record) -> deploy -> report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pwd
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +27,8 @@ from deploy_guard.transport.base import Transport, quote_argv
 log = logging.getLogger(__name__)
 
 AUDIT_FILE: Final = "audit.jsonl"
+# After Ctrl-C, how long a deploy command may take to stop before it is killed.
+DEPLOY_STOP_GRACE: Final = 30.0
 
 
 class OverrideNotRecorded(DeployGuardError):
@@ -189,9 +193,13 @@ def _run_one(argv: Sequence[str], env: Mapping[str, str], output: IO[str] | None
     try:
         return process.wait()
     except KeyboardInterrupt:
+        # On a terminal the command got the same SIGINT; make sure it did (a signal sent to
+        # deploy-guard alone reaches only us), then give it time to stop cleanly.
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
         try:
-            process.wait()
-        except KeyboardInterrupt:
+            process.wait(timeout=DEPLOY_STOP_GRACE)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):  # a second Ctrl-C, or stuck
             process.kill()
             process.wait()
         raise

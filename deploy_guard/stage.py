@@ -125,12 +125,13 @@ class _StageRunner:
         self.launching: list[str] = []
         self.aliases: dict[str, str] = {}
         self.cursor: str | None = None
+        self.stage_cursor: str | None = None  # where this stage began in the journal
 
     def run(self) -> StageRun:
         fatal = None
         try:
             # The cursor comes first: anything that happens after our baseline is after it.
-            self.cursor = self.client.journal_cursor()
+            self.cursor = self.stage_cursor = self.client.journal_cursor()
             self._skip_fresh()
             while self.queue or self.watches:
                 self._check_interrupt()
@@ -383,7 +384,8 @@ class _StageRunner:
             tail: tuple[str, ...] = ()
             # journald writes asynchronously: the run's last lines may lag its end.
             for _attempt in range(3):
-                tail = self.client.log_tail(result.invocation_id, lines)
+                tail = self.client.log_tail(result.invocation_id, lines, unit=unit,
+                                            since=self.stage_cursor)  # fmt: skip
                 if tail:
                     break
                 self.clock.sleep(min(0.5, self.context.settings.poll_interval))

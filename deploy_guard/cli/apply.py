@@ -41,7 +41,8 @@ from deploy_guard.deploy import DeployHost, DeployPlan, plan_deploy
 from deploy_guard.engine import HostTarget, in_parallel
 from deploy_guard.errors import ExitCode, UsageError
 from deploy_guard.hosts import connect
-from deploy_guard.model import DeployOutcome, DeployStep, Override, RunReport
+from deploy_guard.model import DeployOutcome, DeployStep, HostResult, Outcome, Override, RunReport
+from deploy_guard.preflight import PreflightReport
 from deploy_guard.render import print_deploy, print_summary
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import VerifyRequest, VerifySettings, attempted_hosts, connect_and_verify
@@ -128,6 +129,17 @@ def guard_and_gate(
     return result, gate, warnings
 
 
+def _failed_before_deploy(host: HostResult) -> PreflightReport | None:
+    """The failed units to compare against after the deploy: those pre-flight found, plus
+    the backups that failed during the guard (the deploy did not break those)."""
+    if host.preflight is None:
+        return None
+    failed_backups = {unit.unit for stage in host.stages for unit in stage.units
+                      if unit.outcome in (Outcome.FAILED, Outcome.TIMED_OUT)}  # fmt: skip
+    units = tuple(sorted({*host.preflight.failed_units, *failed_backups}))
+    return replace(host.preflight, failed_units=units)
+
+
 def _verify(
     common: Common, config: Config, targets: tuple[HostTarget, ...], result: RunReport,
     rollback: bool,
@@ -142,8 +154,8 @@ def _verify(
                                           rollback=rollback)  # fmt: skip
     jobs = []
     for name in names:
-        request = VerifyRequest(hosts[name].preflight, tuple(config.health), settings,
-                                SystemClock())  # fmt: skip
+        request = VerifyRequest(_failed_before_deploy(hosts[name]), tuple(config.health),
+                                settings, SystemClock())  # fmt: skip
         opener = functools.partial(connect, by_name[name], connect_timeout=config.connect_timeout)
         jobs.append(functools.partial(connect_and_verify, name, opener, request))
     if jobs:

@@ -234,18 +234,24 @@ class SystemdClient:
             return ()
         return self._parsed("journal", lambda: parse.parse_journal(result.stdout))
 
-    def log_tail(self, invocation_id: str, lines: int) -> tuple[str, ...]:
+    def log_tail(
+        self, invocation_id: str, lines: int, *, unit: str = "", since: str | None = None
+    ) -> tuple[str, ...]:
         """The last ``lines`` journal lines of one run: the unit's output and systemd's
-        messages about that invocation, nothing from other runs."""
+        messages about that invocation, nothing from other runs.
+
+        journald sometimes stores the output of a process that exits within milliseconds
+        without _SYSTEMD_INVOCATION_ID (seen on the testbed, about one run in four); with
+        ``unit`` and ``since`` (a cursor from before the run started) the unit's output
+        since then is included too.
+        """
         if not invocation_id or lines <= 0:
             return ()
-        argv = [
-            *JOURNALCTL,
-            "--output=cat",
-            f"--lines={lines}",
-            f"_SYSTEMD_INVOCATION_ID={invocation_id}",
-            "+",
-            f"INVOCATION_ID={invocation_id}",
-        ]
+        argv = [*JOURNALCTL, "--output=cat", f"--lines={lines}"]
+        if unit and since:
+            argv.append(f"--cursor={since}")
+        argv += [f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+", f"INVOCATION_ID={invocation_id}"]
+        if unit and since:
+            argv += ["+", f"_SYSTEMD_UNIT={unit}"]
         result = self._run(argv, check=False)
         return tuple(result.stdout.splitlines()[-lines:]) if result.ok else ()

@@ -30,7 +30,11 @@ def test_default_stages_run_every_sample_backup_and_prove_each(
     ]  # fmt: skip
     # Every reported invocation is a real run in the host's journal.
     for unit in units.values():
-        logs = host.ssh(f"journalctl -b -q -o cat _SYSTEMD_INVOCATION_ID={unit['invocation_id']}")
+        # systemd's own messages carry INVOCATION_ID; a unit's output can lack
+        # _SYSTEMD_INVOCATION_ID when its process exits within milliseconds (journald).
+        invocation = unit["invocation_id"]
+        logs = host.ssh(f"journalctl -b -q -o cat _SYSTEMD_INVOCATION_ID={invocation} "
+                        f"+ INVOCATION_ID={invocation}")  # fmt: skip
         assert logs.stdout.strip(), unit
     # The restic units really backed up: two snapshots in the repository.
     snapshots = host.ssh(

@@ -350,6 +350,9 @@ class FakeHost:
         if words == ["--lines=0", "--show-cursor"]:
             return 0, f"-- cursor: s=fake;i={visible[-1][0]:x}\n" if visible else "", ""
         if words[0] == "--output=cat":
+            words = [w for w in words if not w.startswith("--cursor=")]
+            if words[-1].startswith("_SYSTEMD_UNIT="):  # "+ _SYSTEMD_UNIT=U" since the cursor
+                words = words[:-2]
             invocation = words[-1].removeprefix("INVOCATION_ID=")
             expected = [f"_SYSTEMD_INVOCATION_ID={invocation}", "+", f"INVOCATION_ID={invocation}"]
             assert words[2:] == expected, words
