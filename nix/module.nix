@@ -259,6 +259,17 @@ in
       };
     };
 
+    metrics.textfileDir = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/var/lib/prometheus-node-exporter-text-files";
+      description = ''
+        node_exporter's textfile directory, where deploy-guard writes `deploy_guard.prom` after
+        each run (`[metrics] textfile_dir` on the workstation must name the same directory).
+        The guard user gets write access to it through an ACL; nothing else changes there.
+      '';
+    };
+
     manifest = mkOption {
       type = types.attrs;
       readOnly = true;
@@ -324,6 +335,10 @@ in
         systemd.tmpfiles.rules = [
           "d ${stateDirectory} 0750 ${cfg.user} ${cfg.group} - -"
           "d ${stateDirectory}/receipts 0750 ${cfg.user} ${cfg.group} - -"
+        ]
+        ++ lib.optionals (cfg.metrics.textfileDir != null) [
+          "d ${cfg.metrics.textfileDir} 0755 root root - -"
+          "a+ ${cfg.metrics.textfileDir} - - - - u:${cfg.user}:rwx"
         ];
 
         security.polkit.enable = true;
