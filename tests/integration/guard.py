@@ -106,3 +106,15 @@ def simple(command: str) -> str:
     """A Type=simple unit running ``command`` with sh (like sanoid and syncoid on NixOS)."""
     command = command.replace("%", "%%")  # systemd specifiers
     return f"[Service]\nType=simple\nExecStart=/bin/sh -c '{command}'\n"
+
+
+def long_backup(host: TestHost, directory: Path) -> Path:
+    """A 30 s backup unit alone in its stage (to interrupt a guard while it runs); the config."""
+    host.install_unit("restic-backups-long.service", oneshot("sleep 30"))
+    host.daemon_reload()
+    return write_config(directory, """
+[[stages]]
+name = "applications"
+timeout = "1m"
+units = ["restic-backups-long.service"]
+""")  # fmt: skip

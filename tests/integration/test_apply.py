@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.guard import Guarded, guard, oneshot, started_units, write_config
+from tests.integration.guard import (
+    Guarded,
+    guard,
+    long_backup,
+    oneshot,
+    started_units,
+    write_config,
+)
 from tests.integration.standins import Call, StandIns
 from tests.testbed import BACKUP_UNITS
 from tests.testbed.host import TestHost
@@ -352,14 +359,7 @@ def test_command_given_with_another_tool_is_a_usage_error_before_any_backup(
 def test_interrupt_during_the_guard_exits_130_and_deploys_nothing(
     host: TestHost, env: dict[str, str], tmp_path: Path
 ) -> None:
-    host.install_unit("restic-backups-long.service", oneshot("sleep 30"))
-    host.daemon_reload()
-    config = write_config(tmp_path, """
-[[stages]]
-name = "applications"
-timeout = "1m"
-units = ["restic-backups-long.service"]
-""")  # fmt: skip
+    config = long_backup(host, tmp_path)
     marker = tmp_path / "deployed"
     # An override does not survive an interrupt either: a partial guard proves nothing.
     process = subprocess.Popen(

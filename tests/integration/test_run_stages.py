@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.guard import guard, oneshot, started_units, write_config
+from tests.integration.guard import guard, long_backup, oneshot, started_units, write_config
 from tests.testbed import BACKUP_UNITS
 from tests.testbed.host import TestHost
 
@@ -126,14 +126,7 @@ def test_report_is_saved_under_xdg_state_home(
 def test_interrupt_exits_130_and_leaves_started_backups_running(
     host: TestHost, dg_env: dict[str, str], tmp_path: Path
 ) -> None:
-    host.install_unit("restic-backups-long.service", oneshot("sleep 30"))
-    host.daemon_reload()
-    config = write_config(tmp_path, """
-[[stages]]
-name = "applications"
-timeout = "1m"
-units = ["restic-backups-long.service"]
-""")  # fmt: skip
+    config = long_backup(host, tmp_path)
     env = {"DEPLOY_GUARD_SSH_CONFIG": str(Path(dg_env["HOME"]) / ".ssh/config"), **dg_env}
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy_guard", "run", "forge", "--config", str(config)],
