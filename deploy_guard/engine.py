@@ -143,6 +143,12 @@ def _run_stages(
     return tuple(results), error
 
 
+def host_error(error: DeployGuardError, host: str) -> str:
+    """An error's message for a host's `error` field: messages name the host already
+    ("forge: host key ..."), and the report has it apart."""
+    return str(error).removeprefix(f"{host}: ")
+
+
 def _manifest_units(plan: HostPlan) -> tuple[str, ...]:
     """Units the host's manifest says must exist (pre-flight checks them first)."""
     return tuple(
@@ -157,8 +163,7 @@ def run_host(
     try:
         client, plan = connect_and_plan(target, connect)
     except DeployGuardError as exc:
-        # Messages name the host already ("forge: host key ..."); the report has it apart.
-        message = str(exc).removeprefix(f"{target.name}: ")
+        message = host_error(exc, target.name)
         return HostResult(target.name, max(exc.exit_code, ExitCode.CRITICAL), error=message)
     except Exception as exc:  # a bug must not turn into a green host or kill the others
         log.debug("%s: internal error", target.name, exc_info=True)

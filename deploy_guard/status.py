@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deploy_guard.engine import Connector, HostTarget, connect_and_plan, in_parallel
+from deploy_guard.engine import Connector, HostTarget, connect_and_plan, host_error, in_parallel
 from deploy_guard.errors import DeployGuardError
 from deploy_guard.freshness import LastRun, last_runs
 from deploy_guard.systemd.parse import MESSAGE_UNIT_FAILURE, MESSAGE_UNIT_SUCCESS, JournalEntry
@@ -60,7 +60,7 @@ def host_status(target: HostTarget, connect: Connector) -> HostStatus:
     try:
         client, plan = connect_and_plan(target, connect)
     except DeployGuardError as exc:
-        return HostStatus(target.name, error=str(exc).removeprefix(f"{target.name}: "))
+        return HostStatus(target.name, error=host_error(exc, target.name))
     try:
         stage_of = {unit: stage.name for stage in plan.stages for unit in stage.units}
         units = list(stage_of)
@@ -68,7 +68,7 @@ def host_status(target: HostTarget, connect: Connector) -> HostStatus:
         entries = client.finished_runs(units, None, HISTORY_LINES, with_starts=True)
         now = client.host_time()
     except DeployGuardError as exc:
-        return HostStatus(target.name, error=str(exc).removeprefix(f"{target.name}: "))
+        return HostStatus(target.name, error=host_error(exc, target.name))
     finally:
         client.transport.close()
     runs, starts = last_runs(entries, states), _starts(entries)

@@ -28,6 +28,7 @@ from deploy_guard.cli.common import (
     Common,
     all_option,
     common_options,
+    connector,
     console,
     host_arguments,
     load_targets,
@@ -40,7 +41,6 @@ from deploy_guard.config import Config
 from deploy_guard.deploy import DeployHost, DeployPlan, plan_deploy
 from deploy_guard.engine import HostTarget, in_parallel
 from deploy_guard.errors import ExitCode, UsageError
-from deploy_guard.hosts import connect
 from deploy_guard.model import DeployOutcome, DeployStep, HostResult, Outcome, Override, RunReport
 from deploy_guard.preflight import PreflightReport
 from deploy_guard.render import print_deploy, print_summary
@@ -70,10 +70,10 @@ def _record_override(
     write_audit(record, report.state_dir(os.environ))
     by_name = {target.name: target for target in targets}
 
-    def connector(name: str) -> Transport:
-        return connect(by_name[name], connect_timeout=config.connect_timeout)
+    def open_host(name: str) -> Transport:
+        return connector(config)(by_name[name])
 
-    warnings = journal_override(record, names, connector)
+    warnings = journal_override(record, names, open_host)
     return replace(result, override=override), warnings
 
 
@@ -156,7 +156,7 @@ def _verify(
     for name in names:
         request = VerifyRequest(_failed_before_deploy(hosts[name]), tuple(config.health),
                                 settings, SystemClock())  # fmt: skip
-        opener = functools.partial(connect, by_name[name], connect_timeout=config.connect_timeout)
+        opener = functools.partial(connector(config), by_name[name])
         jobs.append(functools.partial(connect_and_verify, name, opener, request))
     if jobs:
         console(common).print(f"verifying {', '.join(names)} after the deploy")

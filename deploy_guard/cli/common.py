@@ -17,10 +17,11 @@ from rich.console import Console
 from deploy_guard.config import Config, load_config
 from deploy_guard.durations import parse_duration
 from deploy_guard.engine import HostTarget
-from deploy_guard.hosts import flake_inventory, resolve_targets
+from deploy_guard.hosts import connect, flake_inventory, resolve_targets
 from deploy_guard.notify import check_notify_available
 from deploy_guard.render import LineRenderer, LiveRenderer
 from deploy_guard.stage import EngineSettings
+from deploy_guard.transport.base import Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +89,11 @@ def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
     if output.is_terminal and not common.quiet:
         return LiveRenderer(output)
     return LineRenderer(output, quiet=common.quiet)
+
+
+def connector(config: Config) -> Callable[[HostTarget], Transport]:
+    """Opens the connection to a host with the configured connect timeout."""
+    return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
 def settings(config: Config, max_age: float | None = None) -> EngineSettings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -19,6 +18,7 @@ from deploy_guard.cli.common import (
     Common,
     all_option,
     common_options,
+    connector,
     console,
     host_arguments,
     load_targets,
@@ -32,7 +32,6 @@ from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config
 from deploy_guard.engine import HostTarget, RunRequest, plan_hosts, run_hosts
 from deploy_guard.errors import ExitCode
-from deploy_guard.hosts import connect
 from deploy_guard.model import RunReport
 from deploy_guard.observe import git_revision, observe
 from deploy_guard.render import print_plan, print_summary
@@ -55,8 +54,7 @@ def plan(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[
 def show_plan(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
               parallel: int | None) -> int:  # fmt: skip
     config, targets = load_targets(common, hosts, stages, all_hosts)
-    connector = functools.partial(connect, connect_timeout=config.connect_timeout)
-    results = plan_hosts(targets, connector, parallel or config.parallel)
+    results = plan_hosts(targets, connector(config), parallel or config.parallel)
     if common.json:
         click.echo(report.dumps(report.plan_json(results)), nl=False)
     print_plan(console(common), results)
@@ -87,8 +85,7 @@ def guard_hosts(
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        connector = functools.partial(connect, connect_timeout=config.connect_timeout)
-        return run_hosts(request, connector, SystemClock(), output, cancel)
+        return run_hosts(request, connector(config), SystemClock(), output, cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
         output.close()
@@ -105,8 +102,8 @@ def finish(
 ) -> RunReport:
     """After the verdict: notifications, metrics and receipts (their failures are warnings,
     never a verdict), then the report is saved."""
-    connector = functools.partial(connect, connect_timeout=config.connect_timeout)
-    warnings = observe(result, config, targets, connector, git_revision=git_revision(Path.cwd()))
+    revision = git_revision(Path.cwd())
+    warnings = observe(result, config, targets, connector(config), git_revision=revision)
     output = console(common)
     for warning in warnings:
         output.print(Text(f"warning: {warning}", style="yellow"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import click
@@ -14,6 +13,7 @@ from deploy_guard.cli.common import (
     Common,
     all_option,
     common_options,
+    connector,
     console,
     host_arguments,
     load_targets,
@@ -22,7 +22,6 @@ from deploy_guard.cli.common import (
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
-from deploy_guard.hosts import connect
 from deploy_guard.status import HostStatus, hosts_status
 
 
@@ -84,8 +83,7 @@ def status(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: in
     With --max-age, exit 0 only when every unit succeeded within that age (else 1).
     """
     config, targets = load_targets(common, hosts, (), all_hosts)
-    connector = functools.partial(connect, connect_timeout=config.connect_timeout)
-    statuses = hosts_status(targets, connector, parallel or config.parallel)
+    statuses = hosts_status(targets, connector(config), parallel or config.parallel)
     if common.json:
         click.echo(report.dumps(status_json(statuses, max_age)), nl=False)
     _print(common, statuses, max_age)

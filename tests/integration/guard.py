@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +49,17 @@ def write_config(directory: Path, body: str = "") -> Path:
 
 
 def guard(env: dict[str, str], *args: str, config: Path | None = None,
-          timeout: float = 300) -> Guarded:  # fmt: skip
-    """Run `deploy-guard ARGS --json` as a user would, and parse the report on stdout."""
+          command: Sequence[str] = (), timeout: float = 300) -> Guarded:  # fmt: skip
+    """Run `deploy-guard ARGS --json [--config CONFIG] [-- COMMAND]` as a user would, and
+    parse the report on stdout (options come before `--`, or they would join the command)."""
     argv = [sys.executable, "-m", "deploy_guard", *args, "--json"]
     # OpenSSH reads ~/.ssh/config from the passwd home, not $HOME: point ssh at the test
     # HOME's config explicitly, as a user with a non-default config file would.
     env = {**env, "DEPLOY_GUARD_SSH_CONFIG": str(Path(env["HOME"]) / ".ssh" / "config")}
     if config is not None:
         argv += ["--config", str(config)]
+    if command:
+        argv += ["--", *command]
     completed = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
         stdin=subprocess.DEVNULL,

@@ -35,9 +35,8 @@ from tests.testbed.host import TestHost
 from tests.testbed.testbed import Testbed
 
 BROKEN = "restic-backups-broken.service"
-# One stage over one unit per host, named after the host. The testbed's containers share one
-# cgroup hierarchy, so the same unit running on two hosts at once can fail with status 219
-# (EXIT_CGROUP); distinct names keep two-host tests deterministic, and one unit keeps them fast.
+# One stage over one unit per host, named after the host: one unit keeps two-host tests fast,
+# and distinct names show in the deploy records which host's guard ran what.
 OWN_UNIT_STAGE = """
 [[stages]]
 name = "applications"
@@ -48,21 +47,8 @@ units = ["restic-backups-t-*.service"]
 
 def apply(env: dict[str, str], config: Path, *args: str, command: Sequence[str] = (),
           timeout: float = 300) -> Guarded:  # fmt: skip
-    """`deploy-guard apply ARGS --json --config CONFIG -- COMMAND`, parsed like `guard()`.
-
-    `guard()` appends its options after ARGS, which would put them inside a `-- CMD`.
-    """
-    argv = [sys.executable, "-m", "deploy_guard", "apply", *args, "--json", "--config",
-            str(config)]  # fmt: skip
-    if command:
-        argv += ["--", *command]
-    env = {**env, "DEPLOY_GUARD_SSH_CONFIG": str(Path(env["HOME"]) / ".ssh" / "config")}
-    completed = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    report = json.loads(completed.stdout) if completed.stdout.strip() else None
-    return Guarded(completed.returncode, report, completed.stderr)
+    """`deploy-guard apply ARGS --json --config CONFIG -- COMMAND`, parsed like `guard()`."""
+    return guard(env, "apply", *args, config=config, command=command, timeout=timeout)
 
 
 def touch(path: Path) -> tuple[str, ...]:
