@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from deploy_guard import report
 from deploy_guard.apply import (
@@ -47,7 +48,7 @@ from deploy_guard.cli.guard import (
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config
 from deploy_guard.deploy import DeployPlan, build_first, plan_build, plan_deploy
-from deploy_guard.deploycheck import DeployCheck, check_deploy, deploy_hosts
+from deploy_guard.deploycheck import DeployCheck, DeployCheckFailed, check_deploy, deploy_hosts
 from deploy_guard.engine import HostTarget, in_parallel, new_run_id
 from deploy_guard.errors import ExitCode, UsageError
 from deploy_guard.model import (
@@ -223,12 +224,14 @@ class DryRun:
     build: DeployPlan
     deploy: DeployPlan
     parallel: int | None
+    problems: tuple[str, ...] = ()  # what check_deploy found: apply would stop with exit 3
 
 
 def _dry_run(common: Common, config: Config, targets: tuple[HostTarget, ...],
              request: DryRun) -> int:  # fmt: skip
     """The guard's plan with both destinations per host, then the build and deploy commands
-    that would run; starts nothing on any host and runs no build."""
+    that would run, and what the deploy checks found; starts nothing on any host and runs no
+    build. Exit 3 when a check failed, 2 when a host could not be planned."""
     results, destinations = plan_with_destinations(config, targets, request.parallel,
                                                    request.tool)  # fmt: skip
     builds = [command.argv for command in request.build.commands]
@@ -239,13 +242,18 @@ def _dry_run(common: Common, config: Config, targets: tuple[HostTarget, ...],
             "tool": request.tool,
             "build": [list(argv) for argv in builds],
             "commands": [list(argv) for argv in deploys],
+            "problems": list(request.problems),
         }}  # fmt: skip
         click.echo(report.dumps(document), nl=False)
     output = console(common)
     print_plan(output, results, destinations)
     print_commands(output, "build", builds)
     print_commands(output, "deploy", deploys)
+    for problem in request.problems:
+        output.print(Text(f"deploy check failed: {problem}", style="bold red"), soft_wrap=True)
     output.print("dry run: nothing was started and nothing was deployed")
+    if request.problems:
+        return int(ExitCode.CONFIG)
     return int(ExitCode.CRITICAL if any(r.error for r in results) else ExitCode.OK)
 
 
@@ -305,9 +313,16 @@ def apply(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int
         if build_first(tool, config.deploy)
         else DeployPlan(())
     )
-    check_deploy(DeployCheck(tool, config.deploy, (builds, full_plan), targets, show_trace))
+    problems: tuple[str, ...] = ()
+    try:
+        check_deploy(DeployCheck(tool, config.deploy, (builds, full_plan), targets, show_trace))
+    except DeployCheckFailed as exc:
+        if not dry_run:
+            raise
+        problems = exc.problems
     if dry_run:
-        return _dry_run(common, config, targets, DryRun(tool, builds, full_plan, parallel))
+        request = DryRun(tool, builds, full_plan, parallel, problems)
+        return _dry_run(common, config, targets, request)
     try:
         build = _build(common, builds)
     except DeployInterrupted:

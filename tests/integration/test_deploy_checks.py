@@ -228,6 +228,7 @@ def test_dry_run_shows_both_destinations_and_the_commands_and_starts_nothing(
         "build": [["nixos-rebuild", "build", "--flake", flake, *arguments]],
         "commands": [["nixos-rebuild", "switch", "--flake", flake, "--target-host", "root@forge",
                       "--sudo", *arguments]],
+        "problems": [],
     }  # fmt: skip
     assert "guard as   forge" in result.stderr
     assert "deploy via root@forge" in result.stderr
@@ -281,3 +282,25 @@ def test_show_trace_reaches_every_nix_call_and_the_build(
         ["nixos-rebuild", "build", "--show-trace"],
         ["nixos-rebuild", "switch", "--sudo"],
     ]
+
+
+def test_dry_run_with_only_the_guard_user_shows_the_plan_and_the_refusal_with_exit_3(
+    testbed: Testbed, host: TestHost, dg_env: dict[str, str], standins: StandIns, tmp_path: Path
+) -> None:
+    install_guard_user(testbed, host, [UNIT])
+    home = guard_ssh_config(testbed, tmp_path / "home").parent.parent
+    config = setup(host, tmp_path)
+
+    result = guard({**standins.env(dg_env), "HOME": str(home)}, "apply", "forge", "--dry-run",
+                   config=config)  # fmt: skip
+
+    assert result.code == 3, result.stderr
+    nothing_started(host, standins, result)
+    assert result.report is not None
+    (entry,) = result.report["hosts"]
+    assert entry["error"] is None  # the guard user could plan: it reads what it needs
+    assert entry["guard_destination"] == "forge"
+    assert entry["deploy_destination"].startswith(f"NONE: forge: the guard logs in as {GUARD_USER}")
+    (problem,) = result.report["deploy"]["problems"]
+    assert "set [hosts.forge] deploy_target" in problem
+    assert "deploy check failed: forge: the guard logs in as" in result.stderr
