@@ -205,10 +205,10 @@ def describe_deploy(target: HostTarget, tool: str) -> str:
     match tool:
         case "nixos-rebuild":
             return destination or target.destination
-        case "colmena" | "deploy-rs":
-            settings = "deployment.targetHost" if tool == "colmena" else "hostname/sshUser"
-            known = f": {destination}" if destination else ""
-            return f"{tool}'s own {settings}{known}"
+        case "colmena":  # deploy_target is not colmena's: never show it as if it were
+            return "colmena's own deployment.targetHost/targetUser"
+        case "deploy-rs":
+            return "deploy-rs's own hostname/sshUser"
         case _:
             return "the deploy command"
 

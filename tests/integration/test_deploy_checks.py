@@ -204,6 +204,23 @@ def test_guard_user_runs_the_backups_and_the_deploy_logs_in_as_the_deploy_target
     assert isinstance(result.report and result.report["deploy"]["build"]["duration_s"], float)
 
 
+def test_plan_shows_the_guard_and_the_deploy_destination_of_each_host(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path, '[hosts.forge]\nssh = "forge"\ndeploy_target = "root@forge.lan"\n'
+    )
+
+    result = guard(dg_env, "plan", "forge", config=config)
+
+    assert result.code == 0, result.stderr
+    assert result.report is not None
+    (entry,) = result.report["hosts"]
+    assert (entry["guard_destination"], entry["deploy_destination"]) == ("forge", "root@forge.lan")
+    assert "guard as   forge" in result.stderr
+    assert "deploy via root@forge.lan" in result.stderr
+
+
 # -- apply --dry-run, pass-through arguments, --show-trace -----------------------------------
 
 

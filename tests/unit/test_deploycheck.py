@@ -305,5 +305,5 @@ def test_routes_show_both_destinations_and_the_refusal() -> None:
     assert shown["web"].problem is not None
     assert "deploy_target" in shown["web"].problem
     assert (shown["db"].guard, shown["db"].deploy) == ("alice@db.lan (sudo)", "alice@db.lan")
-    assert colmena["forge"].deploy == "colmena's own deployment.targetHost: root@forge.lan"
+    assert colmena["forge"].deploy == "colmena's own deployment.targetHost/targetUser"
     assert colmena["web"].problem is None
