@@ -25,6 +25,12 @@ class InventoryConfig(StrictModel):
     flake: str = Field(".", description="The flake to evaluate with `nix eval --json`")
 
 
+def _not_root(value: str) -> str:
+    if value == "root":
+        raise ValueError("the guard user is never root (services.deploy-guard.user refuses it)")
+    return value
+
+
 class DeployConfig(StrictModel):
     """`[deploy]`: how `deploy-guard apply` deploys the hosts whose guard passed."""
 
@@ -50,6 +56,8 @@ class DeployConfig(StrictModel):
         description="The NixOS module's guard user (services.deploy-guard.user): it runs the "
         "backups but cannot switch the system, so apply never deploys as it",
     )
+
+    _guard_user = field_validator("guard_user")(_not_root)
     sudo_flag: Literal["--sudo", "--use-remote-sudo", ""] = Field(
         "--sudo",
         description="nixos-rebuild's flag for sudo on the target (--use-remote-sudo before "

@@ -89,6 +89,11 @@ def test_without_either_no_deploy_destination_is_known() -> None:
     assert deploy_hosts([target])[0].destination == "root@forge.lan"
 
 
+def test_root_as_guard_user_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"deploy\.guard_user: the guard user is never root"):
+        parse_config({"deploy": {"guard_user": "root"}})
+
+
 def test_empty_deploy_target_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"hosts\.forge\.deploy_target"):
         parse_config({"hosts": {"forge": {"deploy_target": ""}}})
