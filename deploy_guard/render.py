@@ -41,7 +41,7 @@ _STYLE = {
 }
 EXIT_MEANING = {0: "all backups succeeded", 1: "partial failure", 2: "critical failure",
                 3: "configuration or usage error", 4: "the deploy command failed",
-                130: "interrupted"}  # fmt: skip
+                5: "unhealthy after the deploy", 130: "interrupted"}  # fmt: skip
 
 
 def _describe(result: UnitResult) -> str:
@@ -203,6 +203,9 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5,
                     console.print(Text(f"    | {line}", style="dim"), highlight=False)
             if stage.reason and not stage.units:
                 console.print(Text(f"{host.host} {stage.name}: {stage.reason}", style="yellow"))
+        if not host.stages:  # never connected, or failed before planning: nothing was run
+            console.print(f"{host.host}: not reached, exit {int(host.exit_code)}")
+            continue
         units = [unit for stage in host.stages for unit in stage.units]
         succeeded = sum(unit.outcome.is_success for unit in units)
         fresh = sum(unit.outcome is Outcome.FRESH for unit in units)

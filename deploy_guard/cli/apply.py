@@ -30,6 +30,7 @@ from deploy_guard.cli.common import (
     common_options,
     connector,
     console,
+    examples,
     host_arguments,
     load_targets,
     max_age_option,
@@ -169,7 +170,11 @@ def _verify(
     return replace(result, hosts=updated), unhealthy
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard apply forge",
+    "deploy-guard apply --on @web --keep-going --tool colmena",
+    "deploy-guard apply forge --override 'backup disk replaced, restic repo re-initialised'",
+))  # fmt: skip
 @host_arguments
 @all_option
 @parallel_option

@@ -15,10 +15,11 @@ from deploy_guard.cli.common import (
     common_options,
     connector,
     console,
+    examples,
     host_arguments,
     load_targets,
-    max_age_option,
     parallel_option,
+    status_max_age_option,
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
@@ -70,11 +71,15 @@ def _print(common: Common, statuses: Sequence[HostStatus], max_age: float | None
         output.print(table)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard status forge",
+    "deploy-guard status --all --max-age 26h",
+    "deploy-guard status --on @db --json",
+))  # fmt: skip
 @host_arguments
 @all_option
 @parallel_option
-@max_age_option
+@status_max_age_option
 @common_options
 def status(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,
            max_age: float | None) -> int:  # fmt: skip
