@@ -191,6 +191,11 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5,
     """Always printed: each failure with its reason and the last lines of its run's log."""
     console.print()
     for host in report.hosts:
+        if not host.stages:  # never connected, or failed before planning: nothing was run
+            error = f": {host.error}" if host.error else ""
+            console.print(Text(f"{host.host}: not reached (exit {int(host.exit_code)}){error}",
+                               style="bold red"))  # fmt: skip
+            continue
         if host.error:
             console.print(Text(f"{host.host}: {host.error}", style="bold red"))
         for stage in host.stages:
@@ -203,9 +208,6 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5,
                     console.print(Text(f"    | {line}", style="dim"), highlight=False)
             if stage.reason and not stage.units:
                 console.print(Text(f"{host.host} {stage.name}: {stage.reason}", style="yellow"))
-        if not host.stages:  # never connected, or failed before planning: nothing was run
-            console.print(f"{host.host}: not reached, exit {int(host.exit_code)}")
-            continue
         units = [unit for stage in host.stages for unit in stage.units]
         succeeded = sum(unit.outcome.is_success for unit in units)
         fresh = sum(unit.outcome is Outcome.FRESH for unit in units)

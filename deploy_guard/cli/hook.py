@@ -47,6 +47,7 @@ PREFIX = "deploy-guard hook:"
 
 @click.group(epilog=examples(
     "deploy-guard hook install",
+    "git push   # runs: deploy-guard hook pre-push REMOTE URL",
     "DEPLOY_GUARD_OVERRIDE='restic repo moved, fixed in the next push' git push",
 ))  # fmt: skip
 def hook() -> None:
