@@ -42,7 +42,12 @@ from deploy_guard.transport.base import (
     remote_command_line,
 )
 from deploy_guard.transport.knownhosts import HostKey, host_key_names, load_known_hosts
-from deploy_guard.transport.sshconfig import SshTarget, expand_proxy_command, resolve
+from deploy_guard.transport.sshconfig import (
+    SshTarget,
+    expand_proxy_command,
+    host_name_problem,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +205,10 @@ class SshTransport:
             sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
         except socket.gaierror as exc:
             reason = f"cannot resolve host name {target.hostname!r}: {exc.strerror}"
+            raise HostUnreachable(self._host, reason) from exc
+        except UnicodeError as exc:  # the idna codec: a label over 63 characters (ssh_config)
+            problem = host_name_problem(target.hostname) or describe_exception(exc)
+            reason = f"{target.hostname} is not a valid host name: {problem}"
             raise HostUnreachable(self._host, reason) from exc
         except ConnectionRefusedError as exc:
             reason = f"connection refused on {self._where}: is sshd running and the port right?"

@@ -240,3 +240,21 @@ def test_a_host_that_was_not_reached_says_so_in_the_summary() -> None:
     assert buffer.getvalue().strip() == (
         "forge: not reached (exit 2): connection refused on 10.0.0.5:22"
     )
+
+
+def test_an_ssh_config_host_name_dns_cannot_hold_is_unreachable_not_an_internal_error() -> None:
+    from deploy_guard.errors import HostUnreachable  # noqa: PLC0415
+    from deploy_guard.transport.ssh import SshTransport  # noqa: PLC0415
+    from deploy_guard.transport.sshconfig import SshTarget  # noqa: PLC0415
+
+    long_name = "b" * 64 + ".example.org"  # what `HostName` in ~/.ssh/config said
+    transport = SshTransport("forge", SshTarget("forge", long_name, 22, "root"),
+                             connect_timeout=5)  # fmt: skip
+
+    with pytest.raises(HostUnreachable) as raised:
+        transport.connect()
+
+    assert str(raised.value) == (
+        f"forge: {long_name} is not a valid host name: a label of it is 64 characters long; "
+        "DNS allows 63"
+    )
