@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import IO, Final
 
 from deploy_guard.deploy import DeployPlan
-from deploy_guard.errors import DeployGuardError, ExitCode
+from deploy_guard.errors import DeployGuardError, ExitCode, without_host
 from deploy_guard.model import DeployStep, Override, RunReport
+from deploy_guard.statefiles import private_directory
 from deploy_guard.transport.base import Transport, quote_argv
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def write_audit(record: OverrideRecord, state_directory: Path) -> Path:
     """
     path = state_directory / AUDIT_FILE
     try:
-        state_directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(state_directory, up_to=state_directory.parent)
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a", encoding="utf-8") as audit:
             audit.write(record.audit_line() + "\n")
@@ -151,7 +152,9 @@ def journal_override(
             finally:
                 transport.close()
         except DeployGuardError as exc:
-            warnings.append(f"{host}: could not log the override in its journal: {exc}")
+            warnings.append(
+                f"{host}: could not log the override in its journal: {without_host(exc, host)}"
+            )
     return warnings
 
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from deploy_guard.clock import Clock
 from deploy_guard.config import PreflightCheck
 from deploy_guard.discovery import StageSpec, discover, plan_host, with_manifest
-from deploy_guard.errors import DeployGuardError, ExitCode
+from deploy_guard.errors import DeployGuardError, ExitCode, internal_error, without_host
 from deploy_guard.events import (
     EventSink,
     HostConnecting,
@@ -149,7 +149,7 @@ def _run_stages(
 def host_error(error: DeployGuardError, host: str) -> str:
     """An error's message for a host's `error` field: messages name the host already
     ("forge: host key ..."), and the report has it apart."""
-    return str(error).removeprefix(f"{host}: ")
+    return without_host(error, host)
 
 
 def _manifest_units(plan: HostPlan) -> tuple[str, ...]:
@@ -170,7 +170,7 @@ def run_host(
         return HostResult(target.name, max(exc.exit_code, ExitCode.CRITICAL), error=message)
     except Exception as exc:  # a bug must not turn into a green host or kill the others
         log.debug("%s: internal error", target.name, exc_info=True)
-        return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
+        return HostResult(target.name, ExitCode.CRITICAL, error=internal_error(exc))
     try:
         stage_context = context(client)
         stage_context.recovery.boot_id = client.boot_id()
@@ -184,10 +184,10 @@ def run_host(
                               preflight=preflight)  # fmt: skip
         stages, error = _run_stages(plan, stage_context)
     except DeployGuardError as exc:
-        return HostResult(target.name, ExitCode.CRITICAL, error=str(exc))
+        return HostResult(target.name, ExitCode.CRITICAL, error=host_error(exc, target.name))
     except Exception as exc:
         log.debug("%s: internal error", target.name, exc_info=True)
-        return HostResult(target.name, ExitCode.CRITICAL, error=f"internal error: {exc!r}")
+        return HostResult(target.name, ExitCode.CRITICAL, error=internal_error(exc))
     finally:
         client.transport.close()
     recovery = stage_context.recovery
@@ -208,7 +208,7 @@ def plan_hosts(
         try:
             client, plan = connect_and_plan(target, connect)
         except DeployGuardError as exc:
-            return PlanResult(target.name, None, str(exc))
+            return PlanResult(target.name, None, host_error(exc, target.name))
         try:  # read-only: check units are not started by `plan`
             units = _manifest_units(plan)
             preflight = run_preflight(client, target.preflight, required_units=units,

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
+from typing import Final
+
+# What systemctl prints where systemd is not PID 1 (a container or chroot), with "Host is
+# down" or "No such file or directory" after it.
+NO_SYSTEMD_BUS: Final = "Failed to connect to bus"
 
 
 class ExitCode(IntEnum):
@@ -21,6 +26,29 @@ class ExitCode(IntEnum):
     DEPLOY_FAILED = 4
     UNHEALTHY = 5  # apply: deployed, but the host failed post-deploy verification
     INTERRUPTED = 130
+
+
+def describe_exception(error: BaseException) -> str:
+    """An exception in words, never its repr (``SSHException('...')``): its message, or what
+    an empty one means (paramiko raises a bare ``EOFError`` when the server hangs up)."""
+    text = str(error).strip()
+    if isinstance(error, EOFError) and not text:
+        return "the server closed the connection"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text or type(error).__name__
+
+
+def internal_error(error: BaseException) -> str:
+    """A bug's message for a report: the exception's type and message, not its repr."""
+    return f"internal error: {type(error).__name__}: {describe_exception(error)}"
+
+
+def without_host(error: BaseException, host: str) -> str:
+    """An error's message for a place that names the host already (a report's host `error`,
+    ``HOST: ...`` lines): messages of `TransportError`s start with the host (issue 14:
+    ``local: local: ...``)."""
+    return str(error).removeprefix(f"{host}: ")
 
 
 class DeployGuardError(Exception):
@@ -107,7 +135,10 @@ class CommandFailed(TransportError):
         self.exit_status = exit_status
         self.stderr = stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(host, f"{argv[0]} exited with status {exit_status}: {detail}")
+        reason = f"{argv[0]} exited with status {exit_status}: {detail}"
+        if NO_SYSTEMD_BUS in stderr:  # systemctl in a container or chroot without systemd
+            reason = f"systemd is not running as PID 1 on {host} (container or chroot?): {reason}"
+        super().__init__(host, reason)
 
 
 class HostProtocolError(DeployGuardError):

@@ -10,11 +10,12 @@ from typing import Final
 from deploy_guard.config import Config
 from deploy_guard.discovery import stage_specs
 from deploy_guard.engine import HostTarget
-from deploy_guard.errors import UsageError
+from deploy_guard.errors import ConfigError, UsageError
 from deploy_guard.inventory import InventoryHost, load_flake_inventory
 from deploy_guard.selection import known_hosts, select_hosts
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
+from deploy_guard.transport.sshconfig import host_name_problem, parse_destination
 
 LOCAL: Final = "local"
 SUDO: Final = ("sudo", "-n", "--")
@@ -68,6 +69,7 @@ def resolve_targets(
     for name in names:
         entry = config.hosts.get(name)
         destination = known[name].destination if name in known else name
+        _check_destination(name, destination)
         become = SUDO if entry and entry.become == "sudo" else ()
         specs = stage_specs(config, name, stages)
         flake_host = (flake_hosts or {}).get(name)
@@ -79,6 +81,21 @@ def resolve_targets(
             HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination)
         )
     return tuple(targets)
+
+
+def _check_destination(name: str, destination: str) -> None:
+    """Raises UsageError when ``destination`` is no host name DNS could look up (before
+    any connection, instead of an internal error from the resolver)."""
+    if destination == LOCAL:
+        return
+    try:
+        host = parse_destination(destination).host
+    except ConfigError as exc:
+        raise UsageError(str(exc).removeprefix("configuration: ")) from exc
+    problem = host_name_problem(host)
+    if problem is not None:
+        what = host if name == host else f"{host} (host {name})"
+        raise UsageError(f"{what} is not a valid host name: {problem}")
 
 
 def connect(target: HostTarget, *, connect_timeout: float) -> Transport:

@@ -58,7 +58,7 @@ def parse_previous(text: str) -> PreviousMetrics:
                     key = (sample.labels.get("stage", ""), sample.labels.get("unit", ""))
                     units[key] = float(sample.value)
     except (IndexError, KeyError, TypeError) as exc:  # the parser's own are ValueErrors
-        raise ValueError(f"not in Prometheus' text format: {exc!r}") from exc
+        raise ValueError(f"not in Prometheus' text format: {exc}") from exc
     return PreviousMetrics(run_last_success, units)
 
 

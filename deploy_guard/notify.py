@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final, assert_never
 
 from deploy_guard.config import Config
-from deploy_guard.errors import ConfigError, ExitCode
+from deploy_guard.errors import ConfigError, ExitCode, describe_exception
 from deploy_guard.model import HostResult, RunReport, UnitResult
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,9 @@ def send(urls: Sequence[str], message: Message) -> list[str]:
                 shown = str(service.url(privacy=True)).partition("?")[0]  # type: ignore[no-untyped-call]
             except Exception as exc:  # a notifier's bug must not end the run: a warning
                 log.debug("notification %d failed", index, exc_info=True)
-                warnings.append(f"notification {index + 1} could not be sent: {exc!r}")
+                warnings.append(
+                    f"notification {index + 1} could not be sent: {describe_exception(exc)}"
+                )
                 continue
         if not delivered:
             reason = "; ".join(logs.messages[-2:]) or "Apprise gave no reason"

@@ -25,7 +25,13 @@ from typing import Final
 from deploy_guard import metrics, notify, receipts
 from deploy_guard.config import Config
 from deploy_guard.engine import HostTarget, in_parallel
-from deploy_guard.errors import DeployGuardError, ExitCode, TransportError
+from deploy_guard.errors import (
+    DeployGuardError,
+    ExitCode,
+    TransportError,
+    describe_exception,
+    internal_error,
+)
 from deploy_guard.model import HostResult, RunReport
 from deploy_guard.report import dumps
 from deploy_guard.transport.base import Transport
@@ -191,7 +197,7 @@ def observe_host(
         return [f"{host.host}: could not record the run on the host: {_reason(exc)}"]
     except Exception as exc:
         log.debug("%s: internal error while connecting", host.host, exc_info=True)
-        return [f"{host.host}: could not record the run on the host: {exc!r}"]
+        return [f"{host.host}: could not record the run on the host: {describe_exception(exc)}"]
     warnings: list[str] = []
     try:
         for step in steps:
@@ -199,7 +205,7 @@ def observe_host(
                 warnings += step(transport, host, observation)
             except Exception as exc:  # a bug here must not hide the other steps' work
                 log.debug("%s: internal error in %s", host.host, step.__name__, exc_info=True)
-                warnings.append(f"{host.host}: {step.__name__}: internal error: {exc!r}")
+                warnings.append(f"{host.host}: {step.__name__}: {internal_error(exc)}")
     finally:
         try:
             transport.close()
@@ -216,7 +222,7 @@ def notify_run(report: RunReport, config: Config) -> list[str]:
         return notify.send(config.notify.urls, notify.build_message(report))
     except Exception as exc:
         log.debug("notification failed", exc_info=True)
-        return [f"notification not sent: internal error: {exc!r}"]
+        return [f"notification not sent: {internal_error(exc)}"]
 
 
 def observe(
@@ -241,5 +247,5 @@ def observe(
         results = in_parallel(jobs, config.parallel + 1)
     except Exception as exc:  # the jobs catch everything; this is a last line of defence
         log.debug("observe failed", exc_info=True)
-        return [f"observability: internal error: {exc!r}"]
+        return [f"observability: {internal_error(exc)}"]
     return [warning for warnings in results for warning in warnings]

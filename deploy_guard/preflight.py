@@ -29,6 +29,7 @@ from deploy_guard.config import (
 from deploy_guard.errors import DeployGuardError, HostProtocolError
 from deploy_guard.events import Event
 from deploy_guard.model import Outcome, StagePlan, UnitResult
+from deploy_guard.secrets import mask_secrets
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.client import JOURNALCTL, SYSTEMCTL, SystemdClient
@@ -255,7 +256,7 @@ def judge_system_state(
 
 def command_problem(result: CommandResult, program: str, timeout: float) -> str | None:
     """Why ``program``, run under `timeout` (see `timed_argv`), failed; None if it exited 0."""
-    detail = _last_line(result.stderr) or _last_line(result.stdout) or "no output"
+    detail = mask_secrets(_last_line(result.stderr) or _last_line(result.stdout) or "no output")
     match result.exit_status:
         case 0:
             return None
@@ -366,7 +367,8 @@ def unit_journal(
     argv += [f"--cursor={cursor}"] if cursor else [f"--lines={lines}"]
     argv += [f"_SYSTEMD_UNIT={unit}", "+", f"UNIT={unit}"]
     result = client.transport.run(argv, timeout=QUICK_TIMEOUT, check=False)
-    return tuple(result.stdout.splitlines()[-lines:]) if result.ok and lines > 0 else ()
+    tail = result.stdout.splitlines()[-lines:] if result.ok and lines > 0 else []
+    return tuple(mask_secrets(line) for line in tail)
 
 
 def _tcp(client: SystemdClient, check: TcpCheck) -> CheckResult:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -27,22 +27,15 @@ from deploy_guard.events import (
     UnitStarted,
     UnitStopping,
 )
+from deploy_guard.fleetview import STYLE, FleetState, compact_rows, fits_in_detail
 from deploy_guard.model import BuildOutcome, Outcome, RunReport, UnitResult
 from deploy_guard.transport.base import quote_argv
 from deploy_guard.verify import HostVerification
 
-_STYLE = {
-    Outcome.SUCCEEDED: "green",
-    Outcome.FRESH: "green",
-    Outcome.FAILED: "bold red",
-    Outcome.TIMED_OUT: "bold red",
-    Outcome.UNKNOWN: "bold red",
-    Outcome.SKIPPED: "yellow",
-    Outcome.NOT_STARTED: "dim",
-}
+_STYLE = STYLE  # outcome -> rich style, shared with the live view
 EXIT_MEANING = {0: "all backups succeeded", 1: "partial failure", 2: "critical failure",
                 3: "configuration or usage error", 4: "the deploy command failed",
-                130: "interrupted"}  # fmt: skip
+                5: "unhealthy after the deploy", 130: "interrupted"}  # fmt: skip
 
 
 def _describe(result: UnitResult) -> str:
@@ -108,26 +101,14 @@ class LineRenderer:
         """Nothing to tear down."""
 
 
-@dataclass(slots=True)
-class _Row:
-    host: str
-    stage: str
-    unit: str
-    state: str
-    style: str
-    started: datetime | None = None
-    deadline: datetime | None = None
-    finished: datetime | None = None
-
-
 class LiveRenderer:
-    """A table per host, stage and unit with state, elapsed time and deadline, redrawn in
-    place; fits a 20-minute run because it shows only durations that change."""
+    """Redrawn in place on a terminal: a table per host with each unit's state, elapsed time
+    and deadline when that fits the terminal, else one row per host (stage, progress bar,
+    failures) with only the failed units of failing hosts under it (`fleetview`)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.rows: dict[tuple[str, str], _Row] = {}
-        self.hosts: dict[str, str] = {}
+        self.state = FleetState()
         self._lock = threading.Lock()
         self._live = Live(console=console, refresh_per_second=4, transient=False,
                           get_renderable=self._render)  # fmt: skip
@@ -135,56 +116,50 @@ class LiveRenderer:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            self._apply(event)
+            self.state.apply(event, datetime.now(UTC))
 
-    def _apply(self, event: Event) -> None:
-        match event:
-            case HostConnecting(host, destination):
-                self.hosts[host] = f"connecting to {destination}"
-            case HostPlanned(host, plan):
-                self.hosts[host] = "running"
-                for stage in plan.stages:
-                    for unit in stage.units:
-                        self.rows[(host, unit)] = _Row(host, stage.name, unit, "waiting", "dim")
-            case UnitStarted(host, stage, unit, joined, started, deadline):
-                state = "joined" if joined else "running"
-                self.rows[(host, unit)] = _Row(host, stage, unit, state, "cyan", started, deadline)
-            case UnitStopping(host, _stage, unit) if (host, unit) in self.rows:
-                self.rows[(host, unit)].state = "stopping (deadline)"
-            case UnitFinished(host, stage, result):
-                row = self.rows.setdefault((host, result.unit), _Row(host, stage, result.unit,
-                                                                     "", ""))  # fmt: skip
-                row.state, row.style = result.outcome.value, _STYLE[result.outcome]
-                row.finished = datetime.now(UTC)
-            case HostFinished(result):
-                self.hosts[result.host] = f"exit {int(result.exit_code)}" + (
-                    f": {result.error}" if result.error else "")  # fmt: skip
-            case _:
-                pass
-
-    def _render(self) -> Group:
+    def _render(self) -> Group | Table:
         with self._lock:
-            now = datetime.now(UTC)
-            tables = []
-            for host, status in self.hosts.items():
-                table = Table(title=f"{host}  {status}", title_justify="left", expand=False)
-                for column in ("stage", "unit", "state", "elapsed", "deadline in"):
-                    table.add_column(column)
-                for row in (r for r in self.rows.values() if r.host == host):
-                    end = row.finished or now
-                    elapsed = (
-                        format_duration((end - row.started).total_seconds()) if row.started else ""
-                    )
-                    left = ""
-                    if row.deadline and not row.finished:
-                        left = format_duration(max(0.0, (row.deadline - now).total_seconds()))
-                    table.add_row(row.stage, row.unit, Text(row.state, style=row.style),
-                                  elapsed, left)  # fmt: skip
-                tables.append(table)
-            return Group(*tables)
+            if fits_in_detail(self.state, self.console.size.height):
+                return detail_view(self.state, datetime.now(UTC))
+            return fleet_view(self.state)
 
     def close(self) -> None:
         self._live.stop()
+
+
+def detail_view(state: FleetState, now: datetime) -> Group:
+    """A table per host, a row per unit: for a few hosts."""
+    tables = []
+    for host in state.hosts.values():
+        table = Table(title=f"{host.host}  {host.status}", title_justify="left", expand=False)
+        for column in ("stage", "unit", "state", "elapsed", "deadline in"):
+            table.add_column(column)
+        for row in host.units.values():
+            end = row.finished or now
+            elapsed = format_duration((end - row.started).total_seconds()) if row.started else ""
+            left = ""
+            if row.deadline and not row.finished:
+                left = format_duration(max(0.0, (row.deadline - now).total_seconds()))
+            table.add_row(row.stage, row.unit, Text(row.state, style=row.style), elapsed, left)
+        tables.append(table)
+    return Group(*tables)
+
+
+def fleet_view(state: FleetState) -> Table:
+    """One row per host, failed units under their host: for a fleet."""
+    table = Table(expand=False, box=None, pad_edge=False)
+    for column in ("host", "stage", "units done", "", "failed", "status"):
+        table.add_column(column)
+    for row in compact_rows(state):
+        if row.unit:
+            table.add_row("", Text(row.stage, style="dim"), Text(f"  {row.unit}", style="red"),
+                          "", "", Text(row.status, style="bold red"))  # fmt: skip
+            continue
+        bar = ProgressBar(total=max(row.total, 1), completed=row.done, width=20)
+        failed = Text(str(row.failed), style="bold red" if row.failed else "green")
+        table.add_row(row.host, row.stage, bar, f"{row.done}/{row.total}", failed, row.status)
+    return table
 
 
 def print_summary(console: Console, report: RunReport, log_lines: int = 5,
@@ -192,6 +167,11 @@ def print_summary(console: Console, report: RunReport, log_lines: int = 5,
     """Always printed: each failure with its reason and the last lines of its run's log."""
     console.print()
     for host in report.hosts:
+        if not host.stages:  # never connected, or failed before planning: nothing was run
+            error = f": {host.error}" if host.error else ""
+            console.print(Text(f"{host.host}: not reached (exit {int(host.exit_code)}){error}",
+                               style="bold red"))  # fmt: skip
+            continue
         if host.error:
             console.print(Text(f"{host.host}: {host.error}", style="bold red"))
         for stage in host.stages:

@@ -4,7 +4,6 @@ versions add fields, never rename them (README, "Report schema")."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from deploy_guard.model import (
     UnitResult,
 )
 from deploy_guard.preflight import preflight_json
+from deploy_guard.statefiles import private_directory, write_private
 from deploy_guard.transport.base import quote_argv
 from deploy_guard.verify import verification_json
 
@@ -173,16 +173,14 @@ def state_dir(env: Mapping[str, str]) -> Path:
 
 
 def save_run(report: RunReport, env: Mapping[str, str]) -> Path:
-    """Write the report to runs/RUN_ID.json atomically (readable by the user only).
+    """Write the report to runs/RUN_ID.json atomically, created 0600 in 0700 directories.
 
     Raises:
         OSError: the state directory cannot be written.
     """
-    runs = state_dir(env) / "runs"
-    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = state_dir(env)
+    runs = state / "runs"
+    private_directory(runs, up_to=state.parent)
     path = runs / f"{report.run_id}.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(dumps(run_json(report)), encoding="utf-8")
-    os.chmod(temporary, 0o600)
-    temporary.replace(path)
+    write_private(path, dumps(run_json(report)))
     return path

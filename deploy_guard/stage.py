@@ -19,6 +19,7 @@ from deploy_guard.errors import (
     HostRebooted,
     HostUnreachable,
     Interrupted,
+    without_host,
 )
 from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
 from deploy_guard.freshness import fresh_units, last_runs
@@ -148,7 +149,7 @@ class _StageRunner:
             fatal = exc.reason
             self._abandon(fatal, Outcome.FAILED)
         except DeployGuardError as exc:
-            fatal = str(exc)
+            fatal = without_host(exc, self.client.host)
             self._abandon(fatal)
         units = self._planned_results()
         succeeded = all(result.outcome.is_success for result in units)

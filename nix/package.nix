@@ -5,6 +5,7 @@
   python3Packages,
   git,
   openssh,
+  installShellFiles,
 }:
 let
   pyproject = lib.importTOML ../pyproject.toml;
@@ -43,6 +44,15 @@ python3Packages.buildPythonApplication {
   };
 
   build-system = [ python3Packages.setuptools ];
+
+  nativeBuildInputs = [ installShellFiles ];
+
+  # deploy-guard(1), generated from the click commands (deploy_guard/cli/manpage.py).
+  postInstall = ''
+    PYTHONPATH="$out/${python3Packages.python.sitePackages}''${PYTHONPATH:+:$PYTHONPATH}" \
+      ${python3Packages.python.interpreter} -m deploy_guard.cli.manpage > deploy-guard.1
+    installManPage deploy-guard.1
+  '';
 
   dependencies = map toPackage pyproject.project.dependencies;
   optional-dependencies = optionalDependencies;

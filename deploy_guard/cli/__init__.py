@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import Final
+from typing import Any, Final
 
 import click
 
 from deploy_guard import __version__
+from deploy_guard.cli.options import GLOBAL_OPTIONS, F, common_option_decorators
 from deploy_guard.errors import DeployGuardError, ExitCode
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,10 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
-        module, attribute, _help = COMMANDS[cmd_name]
+        module, attribute, short_help = COMMANDS[cmd_name]
         command = getattr(importlib.import_module(module), attribute)
         assert isinstance(command, click.Command)
+        command.short_help = command.short_help or short_help  # not cut off with "..."
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -51,14 +53,41 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="deploy-guard")
-def cli() -> None:
+EPILOG: Final = """\b
+Exit codes:
+  0    every unit on every host succeeded
+  1    partial failure: a unit of a non-critical stage did not succeed
+  2    critical failure: a critical stage failed, or a host was not reached
+  3    configuration or usage error (nothing was contacted)
+  4    apply: the deploy command failed
+  5    apply: deployed, but a host failed verification after the deploy
+  130  interrupted (Ctrl-C); backups already started keep running
+
+\b
+Examples:
+  deploy-guard plan forge
+  deploy-guard -v run --on @db
+  deploy-guard apply --on @web --keep-going
+"""
+
+
+def _add_common_options(function: F) -> F:
+    for option in reversed(common_option_decorators()):
+        function = option(function)
+    return function
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EPILOG)  # fmt: skip
+@click.version_option(__version__, "-V", "--version", prog_name="deploy-guard")
+@_add_common_options
+@click.pass_context
+def cli(context: click.Context, /, **options: Any) -> None:
     """Run every backup on NixOS hosts now, prove each one succeeded, then deploy.
 
-    Exit codes: 0 all good, 1 partial failure, 2 critical failure, 3 configuration or
-    usage error, 4 the deploy command failed (apply), 130 interrupted.
+    The options below work before the command too: deploy-guard -v plan forge.
     """
+    context.ensure_object(dict)[GLOBAL_OPTIONS] = options
 
 
 def _split_deploy_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -89,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                    "nothing was deployed", err=True)  # fmt: skip
         code = ExitCode.INTERRUPTED
     except DeployGuardError as exc:
-        if "--debug" in args:
+        if "--debug" in args:  # before or after the command
             log.exception("details")
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code

@@ -32,6 +32,7 @@ from deploy_guard.cli.common import (
     common_options,
     connector,
     console,
+    examples,
     host_arguments,
     load_targets,
     max_age_option,
@@ -257,7 +258,11 @@ def _dry_run(common: Common, config: Config, targets: tuple[HostTarget, ...],
     return int(ExitCode.CRITICAL if any(r.error for r in results) else ExitCode.OK)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard apply forge",
+    "deploy-guard apply --on @web --keep-going --tool colmena",
+    "deploy-guard apply forge --override 'backup disk replaced, restic repo re-initialised'",
+))  # fmt: skip
 @host_arguments
 @all_option
 @parallel_option

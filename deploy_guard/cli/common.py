@@ -9,11 +9,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from rich.console import Console
 
+from deploy_guard.cli.complete import complete_hosts, complete_stages
+from deploy_guard.cli.options import GLOBAL_OPTIONS, common_option_decorators
 from deploy_guard.config import Config, load_config
 from deploy_guard.durations import parse_duration
 from deploy_guard.engine import HostTarget
@@ -21,7 +23,7 @@ from deploy_guard.hosts import connect, flake_inventory, resolve_targets
 from deploy_guard.notify import check_notify_available
 from deploy_guard.render import LineRenderer, LiveRenderer
 from deploy_guard.stage import EngineSettings
-from deploy_guard.transport.base import Transport
+from deploy_guard.transport.base import PARAMIKO_LOGGER, Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,33 +40,40 @@ class Common:
     debug: bool
 
 
+def _global_options() -> dict[str, Any]:
+    """The common options given before the command (stored by the group), or none."""
+    context = click.get_current_context(silent=True)
+    root = context.find_root() if context else None
+    given = root.obj.get(GLOBAL_OPTIONS) if root and isinstance(root.obj, dict) else None
+    return dict(given or {})
+
+
+def pop_common(kwargs: dict[str, Any]) -> Common:
+    """The `Common` from a command's keyword arguments, merged with the options given before
+    the command: a flag is set if set in either place, -v counts add up, and a --config after
+    the command wins."""
+    before = _global_options()
+    return Common(
+        config=kwargs.pop("config") or before.get("config"),
+        verbose=kwargs.pop("verbose") + before.get("verbose", 0),
+        quiet=kwargs.pop("quiet") or before.get("quiet", False),
+        no_color=kwargs.pop("no_color") or before.get("no_color", False)
+        or bool(os.environ.get("NO_COLOR")),
+        json=kwargs.pop("json_output") or before.get("json_output", False),
+        debug=kwargs.pop("debug") or before.get("debug", False),
+    )  # fmt: skip
+
+
 def common_options(function: F) -> F:
     """Add --config, -v, -q, --no-color, --json and --debug; pass them as a `Common`."""
-    options = [
-        click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Configuration file (default: see README, 'Configuration')."),
-        click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: debug)."),
-        click.option("-q", "--quiet", is_flag=True, help="Only warnings and the summary."),
-        click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
-        click.option("--json", "json_output", is_flag=True,
-                     help="Print the JSON report on stdout; human output stays on stderr."),
-        click.option("--debug", is_flag=True, help="Show tracebacks for errors."),
-    ]  # fmt: skip
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        common = Common(
-            config=kwargs.pop("config"),
-            verbose=kwargs.pop("verbose"),
-            quiet=kwargs.pop("quiet"),
-            no_color=kwargs.pop("no_color") or bool(os.environ.get("NO_COLOR")),
-            json=kwargs.pop("json_output"),
-            debug=kwargs.pop("debug"),
-        )
+        common = pop_common(kwargs)
         setup_logging(common)
         return function(common, *args, **kwargs)
 
-    for option in reversed(options):
+    for option in reversed(common_option_decorators()):
         wrapper = option(wrapper)
     return wrapper  # type: ignore[return-value]
 
@@ -77,11 +86,25 @@ def setup_logging(common: Common) -> None:
         level = logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)  # fmt: skip
-    logging.getLogger("paramiko").setLevel(max(level, logging.WARNING))
+    # paramiko's records (its own logger, and the channel `ssh.py` gives it) only with
+    # --debug: a failed handshake logs a 21-line traceback at ERROR (issue 14).
+    paramiko_level = logging.DEBUG if common.debug else logging.CRITICAL + 1
+    for name in ("paramiko", PARAMIKO_LOGGER):
+        logging.getLogger(name).setLevel(paramiko_level)
+
+
+# Width for output that is not a terminal (CI logs, pipes, files): rich would wrap at 80
+# columns; a log line must stay one line for grep (issue 14).
+PIPE_WIDTH: Final = 10_000
 
 
 def console(common: Common) -> Console:
-    return Console(stderr=True, no_color=common.no_color, highlight=False)
+    """stderr; where it is not a terminal, nothing is hard-wrapped (unless COLUMNS says)."""
+    output = Console(stderr=True, no_color=common.no_color, highlight=False)
+    if not output.is_terminal and not os.environ.get("COLUMNS"):
+        output.soft_wrap = True
+        output.width = PIPE_WIDTH
+    return output
 
 
 def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
@@ -122,6 +145,15 @@ max_age_option = click.option(
     "--max-age", callback=_max_age, metavar="DURATION",
     help="Skip units whose last run succeeded within DURATION (reported 'fresh').",
 )  # fmt: skip
+status_max_age_option = click.option(
+    "--max-age", callback=_max_age, metavar="DURATION",
+    help="Exit 1 unless every unit's last run succeeded within DURATION (runs nothing).",
+)  # fmt: skip
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: real command lines, kept as written (click rewraps otherwise)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def load_targets(
@@ -141,12 +173,31 @@ def load_targets(
                                    flake_hosts=flake_hosts)  # fmt: skip
 
 
-host_arguments = click.argument("hosts", nargs=-1, metavar="HOST...")
+def host_arguments(function: F) -> F:
+    """HOST... and --on SELECTION (colmena's spelling, repeatable): both select hosts, and
+    the command sees them together as ``hosts``."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["hosts"] = (*kwargs["hosts"], *kwargs.pop("on"))
+        return function(*args, **kwargs)
+
+    wrapper = click.option(
+        "--on", "on", multiple=True, metavar="SELECTION", shell_complete=complete_hosts,
+        help="Hosts to act on, like HOST: names, @TAG, globs, comma lists (repeatable).",
+    )(wrapper)  # fmt: skip
+    wrapper = click.argument("hosts", nargs=-1, metavar="HOST...",
+                             shell_complete=complete_hosts)(wrapper)  # fmt: skip
+    return wrapper  # type: ignore[return-value]
+
+
 all_option = click.option("--all", "all_hosts", is_flag=True,
                           help="Every host of [hosts] and the flake inventory.")  # fmt: skip
 stage_option = click.option("--stage", "stages", multiple=True, metavar="NAME",
+                            shell_complete=complete_stages,
                             help="Run only this stage (repeatable).")  # fmt: skip
-parallel_option = click.option("--parallel", type=click.IntRange(min=1), default=None,
+parallel_option = click.option("--parallel", "--limit", "parallel", type=click.IntRange(min=1),
+                               default=None,
                                help="Hosts at once (default: config 'parallel', 4).")  # fmt: skip
 show_trace_option = click.option(
     "--show-trace", is_flag=True,

@@ -20,6 +20,7 @@ from deploy_guard.cli.common import (
     common_options,
     connector,
     console,
+    examples,
     host_arguments,
     load_targets,
     max_age_option,
@@ -41,7 +42,11 @@ from deploy_guard.render import print_plan, print_summary
 log = logging.getLogger(__name__)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard plan forge",
+    "deploy-guard plan --on @db --stage snapshots",
+    "deploy-guard plan --all --json > plan.json",
+))  # fmt: skip
 @host_arguments
 @all_option
 @stage_option
@@ -140,7 +145,11 @@ def save(common: Common, result: RunReport) -> str | None:
     return str(path)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard run forge",
+    "deploy-guard run --on @prod --stage snapshots --limit 8",
+    "deploy-guard run --all --max-age 6h --json > report.json",
+))  # fmt: skip
 @host_arguments
 @all_option
 @stage_option

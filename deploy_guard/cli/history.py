@@ -10,7 +10,8 @@ import click
 from rich.text import Text
 
 from deploy_guard import report
-from deploy_guard.cli.common import Common, common_options, console
+from deploy_guard.cli.common import Common, common_options, console, examples
+from deploy_guard.cli.complete import complete_hosts
 from deploy_guard.errors import ExitCode
 from deploy_guard.history import HistoryEntry, load_history, select
 from deploy_guard.render import EXIT_MEANING
@@ -67,8 +68,12 @@ def _line(entry: HistoryEntry) -> str:
             f"  {code} ({describe(entry)})  {entry.run_id}")  # fmt: skip
 
 
-@click.command()
-@click.option("--host", "hosts", multiple=True, metavar="HOST",
+@click.command(epilog=examples(
+    "deploy-guard history",
+    "deploy-guard history --host forge --limit 5",
+    "deploy-guard history --json",
+))  # fmt: skip
+@click.option("--host", "hosts", multiple=True, metavar="HOST", shell_complete=complete_hosts,
               help="Only runs that guarded HOST (a name or glob; repeatable).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="At most this many runs, newest first (0: all).")  # fmt: skip

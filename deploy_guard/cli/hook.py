@@ -19,7 +19,7 @@ from rich.text import Text
 from deploy_guard import report
 from deploy_guard.apply import GateDecision
 from deploy_guard.cli.apply import GateRequest, guard_and_gate
-from deploy_guard.cli.common import Common, common_options, console
+from deploy_guard.cli.common import Common, common_options, console, examples
 from deploy_guard.cli.guard import finish
 from deploy_guard.config import Config, HookConfig, load_config
 from deploy_guard.engine import HostTarget
@@ -45,18 +45,28 @@ from deploy_guard.selection import known_hosts, select_hosts
 PREFIX = "deploy-guard hook:"
 
 
-@click.group()
+@click.group(epilog=examples(
+    "deploy-guard hook install",
+    "git push   # runs: deploy-guard hook pre-push REMOTE URL",
+    "DEPLOY_GUARD_OVERRIDE='restic repo moved, fixed in the next push' git push",
+))  # fmt: skip
 def hook() -> None:
     """The git pre-push hook: install it; git runs `hook pre-push` on every push."""
 
 
-@hook.command("install")
+@hook.command("install", short_help="Install the pre-push hook in this repository.",
+              epilog=examples("deploy-guard hook install",
+                              "deploy-guard hook install --force"))  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace a pre-push hook deploy-guard did not write.")
 @common_options
 def install(common: Common, force: bool) -> int:
     """Install the pre-push hook where git looks for it (core.hooksPath honoured)."""
     output = console(common)
     path = install_hook(hooks_directory(Path.cwd()), force=force)
+    if common.json:
+        document = {"schema": report.SCHEMA_VERSION, "command": "hook install",
+                    "installed": str(path)}  # fmt: skip
+        click.echo(report.dumps(document), nl=False)
     output.print(Text(f"installed {path}: pushes to protected branches are guarded first"),
                  soft_wrap=True)  # fmt: skip
     try:
@@ -140,7 +150,11 @@ def _verdict(output: Console, result: RunReport, gate: GateDecision, warnings: l
                           style="bold green"), soft_wrap=True)  # fmt: skip
 
 
-@hook.command("pre-push")
+@hook.command("pre-push", short_help="Run by git before a push: guard, block on failure.",
+              epilog=examples(
+                  "git push   # runs: deploy-guard hook pre-push origin URL",
+                  "echo 'refs/heads/main SHA refs/heads/main SHA' | deploy-guard hook pre-push",
+              ))  # fmt: skip
 @click.argument("remote", required=False)
 @click.argument("url", required=False)
 @common_options

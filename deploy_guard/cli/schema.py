@@ -7,32 +7,66 @@ from pathlib import Path
 
 import click
 
+from deploy_guard.cli.common import Common, common_options, examples
 from deploy_guard.errors import ConfigError, ExitCode
-from deploy_guard.manifest import MANIFEST_PATH, load_manifest, manifest_json_schema
+from deploy_guard.manifest import MANIFEST_PATH, Manifest, load_manifest, manifest_json_schema
+from deploy_guard.report import SCHEMA_VERSION
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("deploy-guard schema manifest > manifest.schema.json",
+                             "deploy-guard schema manifest --check ./manifest.json"))  # fmt: skip
 def schema() -> None:
     """Print the JSON schema of a document deploy-guard reads."""
 
 
-@schema.command()
+@schema.command(
+    short_help="JSON schema of the host manifest, or check one.",
+    epilog=examples("deploy-guard schema manifest > manifest.schema.json",
+                    f"deploy-guard schema manifest --check {MANIFEST_PATH}",
+                    "deploy-guard schema manifest --check ./manifest.json --json"),
+)  # fmt: skip
 @click.option(
     "--check",
     "check_path",
     type=click.Path(path_type=Path, dir_okay=False),
     help=f"Validate this manifest file instead (e.g. {MANIFEST_PATH}); exit 3 when invalid.",
 )
-def manifest(check_path: Path | None) -> int:
-    """The host manifest written by the NixOS module (/etc/deploy-guard/manifest.json)."""
+@common_options
+def manifest(common: Common, check_path: Path | None) -> int:
+    """The host manifest written by the NixOS module (/etc/deploy-guard/manifest.json).
+
+    Prints the schema (JSON already; --json changes nothing), or with --check validates a
+    manifest: a line on stderr, and with --json a result document on stdout.
+    """
     if check_path is None:
         click.echo(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
         return int(ExitCode.OK)
     try:
         text = check_path.read_text(encoding="utf-8")
+        document = load_manifest(text, source=str(check_path))
     except OSError as exc:
-        raise ConfigError(check_path, [f"cannot read it: {exc.strerror or exc}"]) from exc
-    document = load_manifest(text, source=str(check_path))
+        error = ConfigError(check_path, [f"cannot read it: {exc.strerror or exc}"])
+        _check_json(common, check_path, None, error)
+        raise error from exc
+    except ConfigError as exc:
+        _check_json(common, check_path, None, exc)
+        raise
+    _check_json(common, check_path, document, None)
     stages = ", ".join(f"{stage.name} ({len(stage.units)})" for stage in document.stages)
     click.echo(f"{check_path}: valid manifest, stages: {stages or 'none'}", err=True)
     return int(ExitCode.OK)
+
+
+def _check_json(
+    common: Common, path: Path, document: Manifest | None, error: ConfigError | None
+) -> None:
+    """With --json: the result of `--check` on stdout, valid or not."""
+    if not common.json:
+        return
+    stages = [{"name": stage.name, "units": list(stage.units)}
+              for stage in (document.stages if document else ())]  # fmt: skip
+    result = {"schema": SCHEMA_VERSION, "command": "schema manifest", "path": str(path),
+              "valid": document is not None, "errors": list(error.errors) if error else [],
+              "stages": stages}  # fmt: skip
+    click.echo(json.dumps(result, indent=2), nl=True)

@@ -15,11 +15,12 @@ from deploy_guard.cli.common import (
     common_options,
     connector,
     console,
+    examples,
     host_arguments,
     load_targets,
-    max_age_option,
     parallel_option,
     show_trace_option,
+    status_max_age_option,
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
@@ -71,11 +72,15 @@ def _print(common: Common, statuses: Sequence[HostStatus], max_age: float | None
         output.print(table)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "deploy-guard status forge",
+    "deploy-guard status --all --max-age 26h",
+    "deploy-guard status --on @db --json",
+))  # fmt: skip
 @host_arguments
 @all_option
 @parallel_option
-@max_age_option
+@status_max_age_option
 @show_trace_option
 @common_options
 def status(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,

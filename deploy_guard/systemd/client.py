@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from deploy_guard.errors import HostProtocolError
+from deploy_guard.secrets import mask_secrets
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
 from deploy_guard.transport.base import CommandResult, Transport
@@ -243,7 +244,8 @@ class SystemdClient:
         journald sometimes stores the output of a process that exits within milliseconds
         without _SYSTEMD_INVOCATION_ID (seen on the testbed, about one run in four); with
         ``unit`` and ``since`` (a cursor from before the run started) the unit's output
-        since then is included too.
+        since then is included too. Secrets in the lines are masked (`secrets.mask_secrets`):
+        the tail goes into reports, receipts and notifications.
         """
         if not invocation_id or lines <= 0:
             return ()
@@ -254,4 +256,5 @@ class SystemdClient:
         if unit and since:
             argv += ["+", f"_SYSTEMD_UNIT={unit}"]
         result = self._run(argv, check=False)
-        return tuple(result.stdout.splitlines()[-lines:]) if result.ok else ()
+        tail = result.stdout.splitlines()[-lines:] if result.ok else []
+        return tuple(mask_secrets(line) for line in tail)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
+
+from deploy_guard.secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 
 # Every remote command runs with a fixed locale and without pager or colours, so that the
 # output we parse is the same on every host (FIELD-NOTES: "Prefix commands with ...").
 REMOTE_ENV: Final = ("LC_ALL=C", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=", "SYSTEMD_LESS=")
-
-_SECRET = re.compile(r"(?i)(password|passwd|token|secret)=\S+")
+# paramiko's records go to this logger (`ssh.py`); the CLI lets them through for --debug only.
+PARAMIKO_LOGGER: Final = "deploy_guard.transport.ssh.paramiko"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +71,4 @@ def remote_command_line(argv: Sequence[str], *, become: Sequence[str] = ()) -> s
 
 def masked(text: str) -> str:
     """``text`` with anything that looks like a secret replaced, for debug logs."""
-    return _SECRET.sub(lambda match: f"{match.group(1)}=***", text)
+    return mask_secrets(text)

@@ -33,10 +33,21 @@ from deploy_guard.errors import (
     ConnectionLost,
     HostUnreachable,
     TransportError,
+    describe_exception,
 )
-from deploy_guard.transport.base import CommandResult, masked, remote_command_line
+from deploy_guard.transport.base import (
+    PARAMIKO_LOGGER,
+    CommandResult,
+    masked,
+    remote_command_line,
+)
 from deploy_guard.transport.knownhosts import HostKey, host_key_names, load_known_hosts
-from deploy_guard.transport.sshconfig import SshTarget, expand_proxy_command, resolve
+from deploy_guard.transport.sshconfig import (
+    SshTarget,
+    expand_proxy_command,
+    host_name_problem,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +107,16 @@ class _ProxyCommand(paramiko.ProxyCommand):
 
 class _DemoteToDebug(logging.Filter):
     """paramiko logs the failures we raise as exceptions at ERROR, with tracebacks: keep its
-    messages, but for --debug only."""
+    messages, but for debugging only. The logger let an ERROR record through before this
+    filter runs, so a relabelled record is dropped here unless DEBUG is enabled (issue 14: a
+    failed handshake printed a 21-line traceback with -q)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return True
+        return _PARAMIKO_LOG.isEnabledFor(logging.DEBUG)
 
 
-_PARAMIKO_LOG: Final = logging.getLogger(f"{__name__}.paramiko")
+_PARAMIKO_LOG: Final = logging.getLogger(PARAMIKO_LOGGER)
 _PARAMIKO_LOG.addFilter(_DemoteToDebug())
 
 
@@ -193,6 +206,10 @@ class SshTransport:
         except socket.gaierror as exc:
             reason = f"cannot resolve host name {target.hostname!r}: {exc.strerror}"
             raise HostUnreachable(self._host, reason) from exc
+        except UnicodeError as exc:  # the idna codec: a label over 63 characters (ssh_config)
+            problem = host_name_problem(target.hostname) or describe_exception(exc)
+            reason = f"{target.hostname} is not a valid host name: {problem}"
+            raise HostUnreachable(self._host, reason) from exc
         except ConnectionRefusedError as exc:
             reason = f"connection refused on {self._where}: is sshd running and the port right?"
             raise HostUnreachable(self._host, reason) from exc
@@ -252,7 +269,7 @@ class SshTransport:
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            reason = f"SSH handshake with {self._where} failed: {exc!r}"
+            reason = f"SSH handshake with {self._where} failed: {describe_exception(exc)}"
             if isinstance(transport.sock, _ProxyCommand):
                 reason += transport.sock.failure()
             raise HostUnreachable(self._host, reason) from exc

@@ -144,6 +144,23 @@ def _checked(destination: str, parsed: Destination) -> Destination:
     return parsed
 
 
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` cannot be looked up in DNS (a label over 63 characters, a name over 253,
+    an empty label), or None. IP addresses pass. Python's resolver fails such names with
+    ``UnicodeError: encoding with 'idna' codec failed`` (issue 14)."""
+    if ":" in host or not host or host.replace(".", "").isdigit():
+        return None
+    name = host.removesuffix(".")
+    if len(name) > 253:
+        return f"the name is {len(name)} characters long; DNS allows 253"
+    for label in name.split("."):
+        if not label:
+            return "it has an empty label (two dots in a row)"
+        if len(label) > 63:
+            return f"a label of it is {len(label)} characters long; DNS allows 63"
+    return None
+
+
 def _bad_destination(destination: str, why: str) -> ConfigError:
     return ConfigError(None, [f"bad SSH destination {destination!r}: {why}"])
 

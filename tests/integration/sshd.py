@@ -66,7 +66,8 @@ class SshServer:
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, directory: Path, authorized_keys: list[str]) -> SshServer:
+    def start(cls, directory: Path, authorized_keys: list[str], extra: str = "") -> SshServer:
+        """``extra``: more sshd_config lines (e.g. a KexAlgorithms paramiko cannot speak)."""
         directory.mkdir(parents=True, exist_ok=True)
         host_key = directory / "ssh_host_ed25519_key"
         host_public_key = keygen(host_key, "test-host-key")
@@ -86,6 +87,7 @@ class SshServer:
             "KbdInteractiveAuthentication no\n"
             "AllowTcpForwarding yes\n"  # ProxyJump through this same server
             "LogLevel VERBOSE\n"  # logs "Failed publickey" for every rejected key
+            f"{extra}"
         )
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
         log_path = directory / "sshd.log"

@@ -543,3 +543,16 @@ def test_plan_starts_nothing_and_closes_each_connection(clock: FakeClock) -> Non
     assert "connection refused" in (plans[1].error or "")
     assert host.commands("start") == []
     assert host.closed
+
+
+def test_host_error_does_not_repeat_the_host_name(clock: FakeClock) -> None:
+    specs = (spec("applications", "restic-backups-*.service"),)
+    lost = FakeHost("lost", clock, [SimUnit("restic-backups-a.service", duration=100)],
+                    drop_after_start=5)  # fmt: skip
+
+    report = guard({"lost": lost}, clock, specs, unreachable=["down"])
+
+    errors = [host_result(report, name).error or "" for name in ("lost", "down")]
+    assert "connection reset" in errors[0]
+    assert errors[1] == "connection refused"
+    assert not any(error.startswith(("lost:", "down:")) for error in errors), errors
