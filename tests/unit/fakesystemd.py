@@ -367,6 +367,9 @@ class FakeHost:
         entry = {"_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": unit.name,
                  "MESSAGE_ID": message_id, "MESSAGE": text}  # fmt: skip
         check_entry(entry | fields)
+        # systemd logs the unit's current invocation id with every message about it, never a
+        # made-up one: a skip carries the earlier run's (test_replay checks the recordings).
+        assert fields.get("INVOCATION_ID", unit.invocation) == unit.invocation, fields
         self._journal.append((at, entry | fields))
 
     def _output(self, at: float, unit: SimUnit, message: str) -> None:
