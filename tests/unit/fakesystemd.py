@@ -36,6 +36,10 @@ MESSAGE_JOB_FAILED: Final = "be02cf6855d2428ba40df7e9d022f03d"
 # "Stopping X..." and "Stopped X.": a stop job's own messages (recorded: simple-stopped).
 MESSAGE_UNIT_STOPPING: Final = "de5b426a63be47a7b6ac3eaac82e2f6f"
 MESSAGE_UNIT_STOPPED: Final = "9d1aaa27d60140bd96365438aad20286"
+# "X: Main process exited, code=exited, status=3/NOTIMPLEMENTED" (with EXIT_CODE, EXIT_STATUS).
+MESSAGE_PROCESS_EXIT: Final = "98e322203f7a4ed290d09fe03c09fe15"
+_STATUS_NAMES: Final = {1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 9: "KILL",
+                        15: "TERM"}  # fmt: skip
 EPOCH: Final = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
@@ -339,6 +343,12 @@ class FakeHost:
         self._output(at, unit, f"backup ended with status {unit.status}")
         invocation = {"INVOCATION_ID": unit.invocation}
         start_job = {"JOB_ID": str(job), "JOB_TYPE": "start", **invocation}
+        if unit.result != "success":  # no such message for a clean end (recorded)
+            code = "exited" if unit.code == 1 else "killed"
+            name = _STATUS_NAMES.get(unit.status, str(unit.status))
+            text = f"{unit.name}: Main process exited, code={code}, status={unit.status}/{name}"
+            process = {"EXIT_CODE": code, "EXIT_STATUS": str(unit.status), **invocation}
+            self._pid1(at, unit, MESSAGE_PROCESS_EXIT, text, process)
         if unit.result == "success":
             message = f"{unit.name}: Deactivated successfully."
             self._pid1(at, unit, MESSAGE_UNIT_SUCCESS, message, invocation)
