@@ -309,6 +309,34 @@ def start_errors(recording: Recording) -> None:
     recording.run("show-invalid", "systemctl show -p Id,LoadState -- 'rec invalid.service'")
 
 
+@scenario("blocking-start")
+def blocking_start(recording: Recording) -> None:
+    """`systemctl start` without --no-block waits for a oneshot to finish: its exit status and
+    message when the run fails, and when it succeeds.
+    """
+    good, bad = "rec-blocking-ok.service", "rec-blocking-fail.service"
+    recording.install(good, ONESHOT.format("/bin/sh -c 'sleep 1'"))
+    recording.install(bad, ONESHOT.format("/bin/sh -c 'sleep 1; exit 3'"))
+    recording.reload()
+    recording.run("start-ok", f"systemctl start -- {good}")
+    recording.run("start-fail", f"systemctl start -- {bad}")
+    recording.show("after", good, bad)
+
+
+@scenario("reset-failed-unloads")
+def reset_failed_unloads(recording: Recording) -> None:
+    """A failed unit stays loaded until `reset-failed`; then nothing references it and it is
+    unloaded: `show` prints the defaults of a unit that never ran.
+    """
+    unit = "rec-reset-failed.service"
+    recording.install(unit, ONESHOT.format("/bin/sh -c 'exit 3'"))
+    recording.reload()
+    _start_and_settle(recording, unit, "start")
+    recording.show("failed", unit)
+    recording.run("reset-failed", f"systemctl reset-failed -- {unit}")
+    recording.show("after", unit)
+
+
 @scenario("discovery")
 def discovery(recording: Recording) -> None:
     """What list-units --all and list-unit-files see of a unit that never ran and of patterns that

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -458,3 +459,21 @@ def test_recorded_run_stopped_from_outside_is_not_fresh() -> None:
     fresh = fresh_units(last_runs(entries, states), states, last + timedelta(seconds=1), 3600)
 
     assert unit not in fresh
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("oneshot-success-gc", "after"),
+        ("simple-stopped", "after"),
+        ("reset-failed-unloads", "after"),
+    ],
+)
+def test_recorded_unloaded_unit_shows_the_same_as_one_that_never_ran(name: str, label: str) -> None:
+    # FIELD-NOTES "Garbage collection": after a success, a stop, or reset-failed, `show` cannot
+    # tell the run from no run at all; only the journal can.
+    never_ran = load("oneshot-success-gc").show("before")[0]
+
+    (state,) = load(name).show(label)
+
+    assert replace(state, unit=never_ran.unit, type=never_ran.type) == never_ran
