@@ -102,7 +102,7 @@ def simple_failure(recording: Recording) -> None:
 @scenario("condition-skip-never-ran")
 def condition_skip_never_ran(recording: Recording) -> None:
     """An unmet ConditionPathExists= on a unit that never ran: nothing runs, the start job is done,
-    no invocation id.
+    and its message has an empty INVOCATION_ID.
     """
     unit = "rec-cond-never.service"
     recording.install(unit, "[Unit]\nConditionPathExists=/run/rec-never\n"
