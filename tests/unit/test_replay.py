@@ -3,8 +3,8 @@ client (over the transport seam) and `verdict.judge`: each recorded scenario get
 the README promises.
 
 Tests marked xfail(strict=True) are false greens of today's code on a real recording (issue
-11); they are fixed on another branch and turn into passes (and then errors, until the marker
-is removed) when it is merged.
+11), fixed on another branch: once it is merged they pass, which strict mode reports as a
+failure (XPASS) until the marker is removed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 recording of real systemd 252 (tests/fixtures/systemd-252/).
 
 Tests marked xfail(strict=True) are false greens of today's code (issue 11), fixed on another
-branch; the marker goes when it is merged.
+branch: once it is merged they XPASS, a failure in strict mode, until the marker is removed.
 """
 
 from __future__ import annotations
