@@ -196,7 +196,8 @@ def run_host(
     else:
         code = ExitCode.CRITICAL if error else host_exit_code(stages)
     return HostResult(target.name, code, stages, error=error, warnings=tuple(recovery.notes),
-                      reconnects=recovery.reconnects, preflight=preflight)  # fmt: skip
+                      reconnects=recovery.reconnects, preflight=preflight,
+                      boot_ids=recovery.boot_ids)  # fmt: skip
 
 
 def plan_hosts(

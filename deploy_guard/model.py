@@ -116,6 +116,8 @@ class HostResult:
     reconnects: int = 0  # times the connection was lost and the host came back mid-run
     preflight: PreflightReport | None = None  # checks before stage 1; failed units then
     verification: object | None = None  # `apply`: verify.HostVerification after the deploy
+    # The boot id when the run began, and the new one if the host rebooted mid-run.
+    boot_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,12 @@ class Recovery:
     limit: float
     reconnects: int = 0
     notes: list[str] = field(default_factory=list)
+    rebooted_as: str | None = None  # the boot id found after a reboot mid-run
+
+    @property
+    def boot_ids(self) -> tuple[str, ...]:
+        """The host's boot id at the start and, if it rebooted mid-run, the new one."""
+        return tuple(boot_id for boot_id in (self.boot_id, self.rebooted_as) if boot_id)
 
     def recover(self, client: SystemdClient, clock: Clock, error: TransportError) -> None:
         """Reconnect with bounded exponential backoff, and check the host did not reboot.
@@ -50,6 +56,7 @@ class Recovery:
                 last = exc
                 continue
             if self.boot_id is not None and boot_id != self.boot_id:
+                self.rebooted_as = boot_id
                 raise HostRebooted(client.host, "the host rebooted during the run "
                                    f"(boot id {self.boot_id} -> {boot_id})")  # fmt: skip
             self.reconnects += 1

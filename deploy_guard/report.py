@@ -68,6 +68,7 @@ def host_json(host: HostResult) -> Json:
         "error": host.error,
         "warnings": list(host.warnings),
         "reconnects": host.reconnects,
+        "boot_ids": list(host.boot_ids),
         "preflight": preflight_json(host.preflight) if host.preflight else [],
         "verify": (
             verification_json(host.verification)  # type: ignore[arg-type]

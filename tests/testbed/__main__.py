@@ -1,4 +1,6 @@
 """Boot a demo host and leave it running: `python -m tests.testbed up NAME`, then `down`.
+Record what real systemd says in each scenario: `python -m tests.testbed record [SCENARIO...]`
+(tests/fixtures/systemd-252/README.md).
 
 Used by `make demo`. Run from the repository root, as root.
 """
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from tests.testbed.errors import TestbedError
+from tests.testbed.scenarios import FIXTURE_DIRECTORY, SCENARIOS, play, write_fixture
 from tests.testbed.system import CACHE_DIRECTORY
 from tests.testbed.testbed import STATE_FILE_NAME, Testbed, stop_recorded_hosts
 
@@ -24,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands.add_parser("up", help="boot one host with the sample units")
     up_parser.add_argument("name", help="host name and ssh alias, e.g. forge")
     down_parser = commands.add_parser("down", help="stop the host booted by up")
+    record_parser = commands.add_parser("record", help="play scenarios, save the fixtures")
+    record_parser.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
+    record_parser.add_argument(
+        "--output", type=Path, default=FIXTURE_DIRECTORY, help="fixture directory"
+    )
     for command_parser in (up_parser, down_parser):
         command_parser.add_argument(
             "--state",
@@ -33,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     arguments = parser.parse_args(argv)
     try:
+        if arguments.command == "record":
+            return record(arguments.scenarios, arguments.output)
         if arguments.command == "up":
             return up(arguments.name, arguments.state)
         return down(arguments.state)
@@ -60,6 +70,21 @@ def up(name: str, state_directory: Path) -> int:
         f"deploy-guard run {name}"
     )
     print(f"stop: python -m tests.testbed down --state {state_directory}")
+    return 0
+
+
+def record(names: list[str], output: Path) -> int:
+    """Boot a bare host, play each scenario on it and write its fixture."""
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        print(f"error: unknown scenarios: {', '.join(unknown)}", file=sys.stderr)
+        print(f"known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    with Testbed() as testbed:
+        host = testbed.boot("recorder", sample_units=False)
+        for name in names or list(SCENARIOS):
+            path = write_fixture(play(host, name), output)
+            print(f"recorded {name}: {path}")
     return 0
 
 

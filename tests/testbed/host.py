@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,9 @@ SSH_OPTIONS: Final = (
     "LogLevel=ERROR",
 )
 PR_SET_PDEATHSIG: Final = 1
+# systemd-nspawn's exit status when the container's systemd reboots (checked on the testbed:
+# docs/field-notes.md); systemd-nspawn@.service restarts on it (RestartForceExitStatus=133).
+REBOOT_EXIT_STATUS: Final = 133
 
 
 class RootStrategy(enum.Enum):
@@ -76,6 +80,11 @@ class TestHost:
         self._started_at = 0.0
         self._on_stop = on_stop
         self._stopped = False
+        self._lifecycle = threading.Lock()  # stop() and the reboot supervisor
+        self._argv: list[str] = []
+        self._cgroups: list[Path] = []
+        self.reboots = 0  # times the container rebooted in place
+        self.exit_statuses: list[int] = []  # of every systemd-nspawn that ended
 
     def __repr__(self) -> str:
         return f"TestHost(name={self.name!r}, port={self.port}, machine={self.machine!r})"
@@ -94,9 +103,10 @@ class TestHost:
         """Launch systemd-nspawn in its own session, its console going to the log file.
 
         With tie_to_parent, the kernel sends nspawn SIGTERM when this process dies, so a
-        killed pytest still shuts its containers down.
+        killed pytest still shuts its containers down, and a thread of this process boots
+        the container again when its systemd reboots (nspawn exits 133, see reboot()).
         """
-        argv = [
+        self._argv = [
             "systemd-nspawn",
             f"--directory={self.root}",
             "--boot",
@@ -107,16 +117,24 @@ class TestHost:
             "--link-journal=no",
             "--console=read-only",
         ]
-        cgroups = self._cgroups = prepare_cgroups(self.machine)
+        self._cgroups = prepare_cgroups(self.machine)
+        self._launch(tie_to_parent, truncate_log=True)
+        if tie_to_parent:
+            threading.Thread(
+                target=self._supervise, name=f"nspawn-{self.name}", daemon=True
+            ).start()
+
+    def _launch(self, tie_to_parent: bool, *, truncate_log: bool) -> None:
+        cgroups = self._cgroups
 
         def before_exec() -> None:
             enter_cgroups(cgroups)
             if tie_to_parent:
                 die_with_parent()
 
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("wb" if truncate_log else "ab") as log:
             self.process = subprocess.Popen(
-                argv,
+                self._argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -125,6 +143,26 @@ class TestHost:
                 env={**os.environ, "TERM": "dumb", "SYSTEMD_COLORS": "0"},
             )
         self._started_at = time.monotonic()
+
+    def _supervise(self) -> None:
+        """Boot the container again each time its systemd reboots, like
+        systemd-nspawn@.service's RestartForceExitStatus=133, until it stops otherwise.
+
+        Runs on its own thread, which must outlive each nspawn it starts: the parent-death
+        signal is tied to the thread that forked the child.
+        """
+        while True:
+            process = self.process
+            if process is None:
+                return
+            status = process.wait()
+            with self._lifecycle:
+                self.exit_statuses.append(status)
+                if self._stopped or status != REBOOT_EXIT_STATUS:
+                    return
+                self.reboots += 1
+                logger.info("%s rebooted (nspawn exited %d); booting it again", self.name, status)
+                self._launch(True, truncate_log=False)
 
     def wait_until_ready(self, timeout: float) -> None:
         """Wait until sshd answers and systemd has finished booting.
@@ -224,6 +262,42 @@ class TestHost:
         """Make systemd re-read unit files."""
         self.ssh("systemctl daemon-reload")
 
+    def reboot(self) -> None:
+        """Reboot the container in place (`systemctl reboot` inside); returns at once.
+
+        systemd-nspawn exits 133 when the container's systemd reboots, and the supervisor
+        started by start() boots it again from the same root, with the same port and ssh
+        host key. Use wait_for_reboot() to wait for it to come back.
+        """
+        # The shutdown may close this very connection before ssh sees the exit status (255).
+        self.ssh("systemctl reboot --no-block", check=False)
+
+    def wait_for_reboot(self, old_boot_id: str, timeout: float = 120) -> str:
+        """Wait until the host is back up with a boot id other than old_boot_id; return it.
+
+        Raises:
+            HostBootError: it did not come back in time, or nspawn exited otherwise.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.process
+            if self._stopped or (process is not None and process.poll() not in (None, 133)):
+                reason = f"systemd-nspawn exited {self.exit_statuses} instead of rebooting"
+                raise HostBootError(self.name, reason, self.log())
+            try:
+                result = self.run_ssh(
+                    "systemctl is-system-running --wait; cat /proc/sys/kernel/random/boot_id",
+                    timeout=max(1.0, deadline - time.monotonic()), connect_timeout=2,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                continue
+            lines = result.stdout.split()
+            boot_id = lines[-1].replace("-", "") if len(lines) == 2 else ""
+            if boot_id and boot_id != old_boot_id and lines[0] in READY_STATES:
+                return boot_id
+            time.sleep(0.2)
+        raise HostBootError(self.name, f"not back from reboot after {timeout:g} s", self.log())
+
     def boot_id(self) -> str:
         """Return the container's boot ID as the journal spells it (32 hex digits)."""
         result = self.ssh("cat /proc/sys/kernel/random/boot_id")
@@ -254,16 +328,18 @@ class TestHost:
 
     def stop(self) -> None:
         """Shut the container down, unmount and delete its root. Safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._lifecycle:  # no reboot may launch a new nspawn from now on
+            if self._stopped:
+                return
+            self._stopped = True
+            process = self.process
         try:
-            if self.process is not None:
-                terminate_process(self.process.pid, self.machine, STOP_TIMEOUT_SECONDS)
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            if process is not None:
+                terminate_process(process.pid, self.machine, STOP_TIMEOUT_SECONDS)
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
         finally:
             try:
-                remove_cgroups(getattr(self, "_cgroups", []))
+                remove_cgroups(self._cgroups)
                 unmount(self.root)
                 remove_tree(self.directory)
             finally:

@@ -4,6 +4,12 @@
 test) and reproduces what FIELD-NOTES.md records: anchor job ids on stderr, a start merged
 into a running oneshot's job, garbage collection of units that succeeded, unmet conditions
 that run nothing, SIGTERM honoured or ignored on stop, and PID 1's own journal messages.
+
+It is grounded in the recordings of real systemd (tests/unit/recordings.py): every journal
+entry it writes and every `show` block it prints is checked against the recorded shapes
+(a field real systemd never writes with that MESSAGE_ID raises `ShapeError`), and the
+property order, the block of a unit that does not exist and the unreadable-journal answer
+are the recorded ones.
 """
 
 from __future__ import annotations
@@ -23,16 +29,31 @@ from deploy_guard.systemd.parse import (
     MESSAGE_UNIT_SUCCESS,
 )
 from deploy_guard.transport.base import CommandResult
+from tests.unit.recordings import check_entry, check_show, load
 
 MESSAGE_JOB_DONE: Final = "39f53479d3a045ac8e11786248231fbf"
 MESSAGE_JOB_FAILED: Final = "be02cf6855d2428ba40df7e9d022f03d"
+# "Stopping X..." and "Stopped X.": a stop job's own messages (recorded: simple-stopped).
+MESSAGE_UNIT_STOPPING: Final = "de5b426a63be47a7b6ac3eaac82e2f6f"
+MESSAGE_UNIT_STOPPED: Final = "9d1aaa27d60140bd96365438aad20286"
+# "X: Main process exited, code=exited, status=3/NOTIMPLEMENTED" (with EXIT_CODE, EXIT_STATUS).
+MESSAGE_PROCESS_EXIT: Final = "98e322203f7a4ed290d09fe03c09fe15"
+_STATUS_NAMES: Final = {1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 9: "KILL",
+                        15: "TERM"}  # fmt: skip
 EPOCH: Final = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-# systemd prints properties in its own order, not in -p order (FIELD-NOTES).
-_SHOW_ORDER: Final = (
-    "Type", "RemainAfterExit", "Result", "ExecMainStartTimestamp", "ExecMainExitTimestamp",
-    "ExecMainCode", "ExecMainStatus", "Id", "LoadState", "ActiveState", "SubState",
-    "InvocationID", "Job", "ConditionResult", "ActiveEnterTimestamp", "InactiveEnterTimestamp",
-)  # fmt: skip
+
+
+def _recorded_block(scenario: str, label: str, index: int = 0) -> dict[str, str]:
+    """One recorded `show` block as property -> value, in systemd's order."""
+    block = load(scenario).show_text(label).strip().split("\n\n")[index]
+    return dict(line.partition("=")[::2] for line in block.splitlines())
+
+
+# systemd prints properties in its own order, not in -p order (FIELD-NOTES): the recorded one.
+_SHOW_ORDER: Final = tuple(_recorded_block("oneshot-failure", "after"))
+# What `show` prints for a unit that does not exist (recorded: start-errors), but its name.
+_NOT_FOUND: Final = _recorded_block("start-errors", "show-mixed", 1)
+_UNREADABLE_JOURNAL: Final = load("journal-unreadable").step("journal-as-nobody")
 _IGNORED_OPTIONS: Final = ("--no-pager", "--no-ask-password", "--quiet", "--boot")
 _SKIPPED: Final = (
     "was skipped because of an unmet condition check (ConditionPathExists=/nonexistent)."
@@ -116,6 +137,7 @@ class FakeHost:
         self.calls: list[tuple[float, tuple[str, ...]]] = []
         self.files: dict[str, str] = {}  # path -> content, for `cat -- PATH`
         self.closed = False
+        # Not about any unit, so never read back; it is there so that a cursor exists.
         self._journal: list[tuple[float, Fields]] = [(0.0, {"_PID": "1", "MESSAGE": "Booted"})]
         self._jobs, self._invocations = 300, 0
         self._first_start: float | None = None
@@ -214,7 +236,7 @@ class FakeHost:
 
     def _show(self, name: str, properties: list[str]) -> str:
         unit = self.units.get(name)
-        values = {"Id": name, "LoadState": "not-found", "ActiveState": "inactive"}
+        values = _NOT_FOUND | {"Id": name}
         if unit is not None:
             values |= {
                 "Type": unit.type,
@@ -231,7 +253,9 @@ class FakeHost:
                 "Job": "" if unit.job is None else str(unit.job),
                 "ConditionResult": unit.condition,
             }
-        return "\n".join(f"{key}={values.get(key, '')}" for key in _SHOW_ORDER if key in properties)
+        block = {key: values.get(key, "") for key in _SHOW_ORDER if key in properties}
+        check_show(block)
+        return "\n".join(f"{key}={value}" for key, value in block.items())
 
     def _start(self, names: list[str]) -> tuple[int, str, str]:
         lines, status = [], 0
@@ -264,8 +288,11 @@ class FakeHost:
         now = self.clock.monotonic()
         start_job = {"JOB_ID": str(job), "JOB_TYPE": "start"}
         if not unit.condition_met:
+            # Nothing runs and nothing else changes. The job-done message carries the unit's
+            # current invocation id: the earlier run's, or empty when it has none (recorded:
+            # condition-skip-after-success, -after-failure, -never-ran).
             unit.condition = "no"
-            skipped = {**start_job, "JOB_RESULT": "done", "INVOCATION_ID": ""}
+            skipped = {**start_job, "JOB_RESULT": "done", "INVOCATION_ID": unit.invocation}
             self._pid1(now, unit, MESSAGE_JOB_DONE, f"{unit.name} {_SKIPPED}", skipped)
             return
         self._invocations += 1
@@ -291,6 +318,10 @@ class FakeHost:
         if unit.active == "deactivating":
             return
         unit.job = self._new_job()  # the stop job; a queued or running start job is cancelled
+        if unit.active == "active":  # not for an activating oneshot (recorded: oneshot-stopped)
+            stop_job = {"JOB_ID": str(unit.job), "JOB_TYPE": "stop",
+                        "INVOCATION_ID": unit.invocation}  # fmt: skip
+            self._pid1(now, unit, MESSAGE_UNIT_STOPPING, f"Stopping {unit.name}...", stop_job)
         if unit.ignores_sigterm:
             unit.active, unit.sub = "deactivating", "stop-sigterm"
         else:
@@ -304,12 +335,20 @@ class FakeHost:
             unit.code, unit.status = 1, unit.exit_status
             unit.result = "success" if unit.exit_status == 0 else "exit-code"
         else:
-            # SIGTERM is a clean exit for a service: Result=success, "Deactivated successfully".
+            # SIGTERM is a clean exit for a Type=simple service ("Deactivated successfully"),
+            # not for a oneshot: Result=signal (recorded: simple-stopped, oneshot-stopped).
             unit.code, unit.status = 2, 15 if how == "sigterm" else 9
-            unit.result = "success" if how == "sigterm" else "signal"
+            clean = how == "sigterm" and unit.type != "oneshot"
+            unit.result = "success" if clean else "signal"
         self._output(at, unit, f"backup ended with status {unit.status}")
         invocation = {"INVOCATION_ID": unit.invocation}
         start_job = {"JOB_ID": str(job), "JOB_TYPE": "start", **invocation}
+        if unit.result != "success":  # no such message for a clean end (recorded)
+            code = "exited" if unit.code == 1 else "killed"
+            name = _STATUS_NAMES.get(unit.status, str(unit.status))
+            text = f"{unit.name}: Main process exited, code={code}, status={unit.status}/{name}"
+            process = {"EXIT_CODE": code, "EXIT_STATUS": str(unit.status), **invocation}
+            self._pid1(at, unit, MESSAGE_PROCESS_EXIT, text, process)
         if unit.result == "success":
             message = f"{unit.name}: Deactivated successfully."
             self._pid1(at, unit, MESSAGE_UNIT_SUCCESS, message, invocation)
@@ -328,23 +367,31 @@ class FakeHost:
             unit.active, unit.sub = "failed", "failed"
         if stopping:
             stopped = {"JOB_ID": str(job), "JOB_TYPE": "stop", "JOB_RESULT": "done", **invocation}
-            self._pid1(at, unit, MESSAGE_JOB_DONE, f"Stopped {unit.name}.", stopped)
+            self._pid1(at, unit, MESSAGE_UNIT_STOPPED, f"Stopped {unit.name}.", stopped)
         if unit.gc and unit.active == "inactive":
             unit.unload()
 
     # -- journal ----------------------------------------------------------------------------
 
     def _pid1(self, at: float, unit: SimUnit, message_id: str, text: str, fields: Fields) -> None:
-        entry = {"_PID": "1", "UNIT": unit.name, "MESSAGE_ID": message_id, "MESSAGE": text}
+        entry = {"_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": unit.name,
+                 "MESSAGE_ID": message_id, "MESSAGE": text}  # fmt: skip
+        check_entry(entry | fields)
+        # systemd logs the unit's current invocation id with every message about it, never a
+        # made-up one: a skip carries the earlier run's (test_replay checks the recordings).
+        assert fields.get("INVOCATION_ID", unit.invocation) == unit.invocation, fields
         self._journal.append((at, entry | fields))
 
     def _output(self, at: float, unit: SimUnit, message: str) -> None:
-        entry = {"_PID": "4242", "_SYSTEMD_UNIT": unit.name, "MESSAGE": f"{unit.name}: {message}"}
-        self._journal.append((at, entry | {"_SYSTEMD_INVOCATION_ID": unit.invocation}))
+        entry = {"_PID": "4242", "_SYSTEMD_UNIT": unit.name, "MESSAGE": f"{unit.name}: {message}",
+                 "_SYSTEMD_INVOCATION_ID": unit.invocation}  # fmt: skip
+        check_entry(entry)
+        self._journal.append((at, entry))
 
     def _journalctl(self, words: list[str], now: float) -> tuple[int, str, str]:
-        if not self.journal_readable:
-            return 1, "", "No journal files were opened due to insufficient permissions.\n"
+        if not self.journal_readable:  # what journalctl answers (recorded: journal-unreadable)
+            step = _UNREADABLE_JOURNAL
+            return step["exit_status"], step["stdout"], step["stderr"]
         delay = self.journal_delay
         visible = [(i, f) for i, (at, f) in enumerate(self._journal) if at + delay <= now]
         if words == ["--lines=0", "--show-cursor"]:

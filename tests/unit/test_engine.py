@@ -174,7 +174,11 @@ def test_max_parallel_runs_the_units_in_waves(clock: FakeClock) -> None:
 def test_unit_past_its_deadline_is_stopped_and_timed_out_although_systemd_says_success(
     clock: FakeClock,
 ) -> None:
-    harness = StageHarness(clock, [SimUnit("hung.service", duration=1000)])
+    # Type=simple: SIGTERM is a clean exit for it, not for a oneshot (which gets
+    # Result=signal; recorded: simple-stopped, oneshot-stopped). This test used a oneshot
+    # until the simulated systemd was grounded in recordings.
+    hung = SimUnit("hung.service", type="simple", duration=1000)
+    harness = StageHarness(clock, [hung])
 
     run = harness.run(stage_plan("hung.service", timeout=60), poll_interval=1.0, stop_grace=15)
 

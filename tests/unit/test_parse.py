@@ -304,6 +304,8 @@ def test_start_output_without_anchor_lines_is_empty() -> None:
     assert parse_start_output("") == ({}, {})
 
 
+# Hand-written: these tests vary one field at a time, malformed ones included, which no
+# recording can hold; the recorded journal lines are parsed in test_replay.py.
 def journal_line(**fields: object) -> str:
     return json.dumps({"__CURSOR": "s=1;i=2", "__REALTIME_TIMESTAMP": "1700000000123456"} | fields)
 

@@ -17,6 +17,7 @@ from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
 
 SPECS = stage_specs(Config(), "web1")
 BOOT_AFTER_REBOOT = "ffffffff-0000-4000-8000-000000000002\n"
+BOOT_BEFORE_REBOOT = "0a1b2c3d000040008000000000000001"  # what fakesystemd answers
 
 
 def units() -> list[SimUnit]:
@@ -91,6 +92,15 @@ def test_a_host_that_comes_back_rebooted_fails_the_runs_in_flight() -> None:
     assert "rebooted" in reason
     assert result["restic-backups-home.service"] is Outcome.NOT_STARTED
     assert report.exit_code is ExitCode.CRITICAL
+    assert host.boot_ids == (BOOT_BEFORE_REBOOT, BOOT_AFTER_REBOOT.strip().replace("-", ""))
+
+
+def test_a_host_that_comes_back_unrebooted_reports_its_one_boot_id() -> None:
+    clock = FakeClock()
+
+    report = guard(OutageHost(clock, start=6, end=15), clock)
+
+    assert report.hosts[0].boot_ids == (BOOT_BEFORE_REBOOT,)
 
 
 def test_a_host_that_stays_away_past_the_limit_leaves_its_units_unknown() -> None:

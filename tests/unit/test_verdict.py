@@ -64,6 +64,9 @@ def show(**changes: object) -> UnitState:
     return replace(DEFAULTS, **changes)  # type: ignore[arg-type]
 
 
+# Hand-written: a table of `judge` inputs, each one field away from a recorded message
+# (tests/fixtures/systemd-252/), to reach orders and races no recording shows; the recorded
+# runs themselves are judged in test_replay.py.
 def entry(message_id: str, message: str, **fields: object) -> JournalEntry:
     values: dict[str, object] = {
         "cursor": f"s=x;i={next(_cursors)}",
