@@ -19,7 +19,7 @@ import tomllib
 import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import pytest
 
@@ -47,10 +47,18 @@ def nix_files() -> list[Path]:
     )
 
 
-def needs(tool: str) -> str:
+def unavailable(message: str) -> NoReturn:
+    """Skip, or fail when CI=true: CI runs every test (.ci/run provides what they need)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def needs(tool: str, package: str = "nix-bin") -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed (Debian: apt-get install nix-bin)")
+        unavailable(f"{tool} is not installed (Debian: apt-get install {package}; "
+                    "scripts/install-deps.sh installs it)")  # fmt: skip
     return path
 
 
@@ -59,10 +67,10 @@ def nixpkgs_lib() -> Path:
     """The nixpkgs `lib` directory to evaluate the module against, from NIXPKGS_LIB."""
     value = os.environ.get("NIXPKGS_LIB")
     if not value:
-        pytest.skip(
+        unavailable(
             "NIXPKGS_LIB is not set: set it to a nixpkgs lib directory (e.g. a checkout of "
             "nix-community/nixpkgs.lib: NIXPKGS_LIB=/tmp/nixpkgs-lib/lib) to evaluate "
-            "nix/module.nix with lib.evalModules; never commit that checkout"
+            "nix/module.nix with lib.evalModules; never commit that checkout (.ci/run sets it)"
         )
     path = Path(value)
     if not (path / "default.nix").is_file() or not (path / "modules.nix").is_file():
@@ -521,8 +529,8 @@ def test_flake_outputs(nixpkgs_lib: Path) -> None:
 def fresh_check(nixpkgs_lib: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The module's pre-switch check (maxAge 6h), wrapped as nixpkgs runs it, with the real
     jq and date and the receipt moved to tmp_path; returns (script, receipt)."""
-    jq = needs("jq")
-    date = needs("date")
+    jq = needs("jq", package="jq")
+    date = needs("date", package="coreutils")
     result = evaluate(nixpkgs_lib)
     text = result["preSwitchChecks"]["deploy-guard-fresh-backup"]
     receipt = tmp_path / "last-success.json"
@@ -555,9 +563,8 @@ def iso(seconds_ago: float) -> str:
 
 
 def test_fresh_check_passes_shellcheck(fresh_check: tuple[Path, Path]) -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (writeShellApplication runs it in the build)")
+    # writeShellApplication runs shellcheck in the build.
+    shellcheck = needs("shellcheck", package="shellcheck")
     script, _receipt = fresh_check
     completed = subprocess.run([shellcheck, str(script)], capture_output=True, text=True,
                                check=False)  # fmt: skip
@@ -601,10 +608,7 @@ def pip(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
     if completed.returncode != 0 and "Could not find a version" in completed.stderr + (
         completed.stdout
     ):
-        message = f"the package index is unreachable: {completed.stderr.strip()[-300:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the package index is unreachable: {completed.stderr.strip()[-300:]}")
     return completed
 
 
