@@ -27,7 +27,11 @@ COMMANDS: Final = {
     "status": ("deploy_guard.cli.status", "status", "Show each backup unit's last run."),
     "hook": ("deploy_guard.cli.hook", "hook", "Git pre-push hook: install it, or run it."),
     "history": ("deploy_guard.cli.history", "history", "Past runs and overrides, newest first."),
-    "schema": ("deploy_guard.cli.schema", "schema", "JSON schema of the host manifest; check one."),
+    "schema": (
+        "deploy_guard.cli.schema",
+        "schema",
+        "JSON schemas of the config and the manifest.",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""`schema`: the JSON schemas of the documents deploy-guard reads; `schema manifest --check`."""
+"""`schema`: the JSON schemas of the documents deploy-guard reads (`schema config`, `schema
+manifest`); `schema manifest --check`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from deploy_guard.config import config_json_schema
 from deploy_guard.errors import ConfigError, ExitCode
 from deploy_guard.manifest import MANIFEST_PATH, load_manifest, manifest_json_schema
 
@@ -35,4 +37,11 @@ def manifest(check_path: Path | None) -> int:
     document = load_manifest(text, source=str(check_path))
     stages = ", ".join(f"{stage.name} ({len(stage.units)})" for stage in document.stages)
     click.echo(f"{check_path}: valid manifest, stages: {stages or 'none'}", err=True)
+    return int(ExitCode.OK)
+
+
+@schema.command("config")
+def config_schema() -> int:
+    """deploy-guard.toml (for editors: `#:schema` in the file, as `init` writes it)."""
+    click.echo(json.dumps(config_json_schema(), indent=2, sort_keys=True))
     return int(ExitCode.OK)
