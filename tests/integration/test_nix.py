@@ -396,17 +396,27 @@ def test_on_host_service_runs_the_guard_as_the_guard_user(nixpkgs_lib: Path) -> 
 PACKAGE_PROBE: Final = """
 let
   lib = import LIB;
-  stub = name: { inherit name; };
+  stub = name: {
+    inherit name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+  };
   python3Packages = lib.genAttrs (PYTHON_PACKAGES) stub // { buildPythonApplication = a: a; };
+  # Building on the platform it runs on (canExecute is what nixpkgs' stdenv answers then).
+  stdenv = {
+    buildPlatform.canExecute = platform: platform == "x86_64-linux";
+    hostPlatform = "x86_64-linux";
+  };
   drv = import ./nix/package.nix {
-    inherit lib python3Packages;
+    inherit lib stdenv python3Packages;
+    installShellFiles = stub "install-shell-files";
     git = stub "git";
     openssh = stub "openssh";
   };
 in {
-  inherit (drv) pname version pyproject enabledTestPaths;
+  inherit (drv) pname version pyproject enabledTestPaths makeWrapperArgs postInstall;
   mainProgram = drv.meta.mainProgram;
   buildSystem = map (p: p.name) drv.build-system;
+  nativeBuildInputs = map (p: p.name) drv.nativeBuildInputs;
   dependencies = map (p: p.name) drv.dependencies;
   optional = lib.mapAttrs (_: map (p: p.name)) drv.optional-dependencies;
   checkInputs = map (p: p.name) drv.nativeCheckInputs;
@@ -420,17 +430,8 @@ def nixpkgs_attribute(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_package_follows_pyproject(nixpkgs_lib: Path) -> None:
-    """nix/package.nix with stub python packages (the source fileset needs Nix 2.14+)."""
-    project = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text())["project"]
-    required = [nixpkgs_attribute(spec) for spec in project["dependencies"]]
-    extras = {
-        extra: [nixpkgs_attribute(spec) for spec in specs]
-        for extra, specs in project.get("optional-dependencies", {}).items()
-        if extra != "dev"
-    }
-    known = {"setuptools", "pytestCheckHook", "hypothesis", *required}
-    known.update(name for names in extras.values() for name in names)
+def evaluate_package(nixpkgs_lib: Path, known: set[str]) -> dict[str, Any]:
+    """nix/package.nix with stub python packages and stdenv (the fileset needs Nix 2.14+)."""
     expression = PACKAGE_PROBE.replace("LIB", str(nixpkgs_lib)).replace(
         "PYTHON_PACKAGES", " ".join(json.dumps(name) for name in sorted(known)).join("[]")
     )
@@ -439,17 +440,95 @@ def test_package_follows_pyproject(nixpkgs_lib: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY_ROOT,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    package = json.loads(completed.stdout)
+    package: dict[str, Any] = json.loads(completed.stdout)
+    return package
+
+
+def pyproject_packages() -> tuple[dict[str, Any], list[str], dict[str, list[str]]]:
+    project = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text())["project"]
+    required = [nixpkgs_attribute(spec) for spec in project["dependencies"]]
+    extras = {
+        extra: [nixpkgs_attribute(spec) for spec in specs]
+        for extra, specs in project.get("optional-dependencies", {}).items()
+        if extra != "dev"
+    }
+    return project, required, extras
+
+
+def test_package_follows_pyproject_and_always_has_apprise(nixpkgs_lib: Path) -> None:
+    project, required, extras = pyproject_packages()
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required}
+    known.update(name for names in extras.values() for name in names)
+    package = evaluate_package(nixpkgs_lib, known)
     assert package["pname"] == project["name"]
     assert package["version"] == project["version"]
     assert package["pyproject"] is True
     assert package["buildSystem"] == ["setuptools"]
-    assert package["dependencies"] == required
+    # Notifications are a feature: apprise is a run-time dependency, not only an extra.
+    assert extras["notify"] == ["apprise"]
+    assert package["dependencies"] == [*required, "apprise"]
     assert package["optional"] == extras
     for names in extras.values():
         assert set(names) <= set(package["checkInputs"])  # their tests run in the build
     assert package["enabledTestPaths"] == ["tests/unit"]
     assert package["mainProgram"] == next(iter(project["scripts"]))
+
+
+def test_package_wrapper_puts_ssh_on_the_path(nixpkgs_lib: Path) -> None:
+    _project, required, extras = pyproject_packages()
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required, *extras["notify"]}
+    package = evaluate_package(nixpkgs_lib, known)
+    # makeWrapper's own argument syntax: --suffix VAR SEP VALUE (the user's ssh comes first).
+    assert package["makeWrapperArgs"] == ["--suffix", "PATH", ":", f"{STUB_STORE}-openssh/bin"]
+
+
+def test_package_installs_completions_for_bash_zsh_and_fish(
+    nixpkgs_lib: Path, tmp_path: Path
+) -> None:
+    """The package's postInstall, run by bash with the real command and an
+    installShellCompletion that files each script where nixpkgs' installShellFiles does."""
+    _project, required, extras = pyproject_packages()
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required, *extras["notify"]}
+    package = evaluate_package(nixpkgs_lib, known)
+    assert "install-shell-files" in package["nativeBuildInputs"]
+    out = tmp_path / "out"
+    (out / "bin").mkdir(parents=True)
+    (out / "bin" / "deploy-guard").symlink_to(Path(sys.executable).parent / "deploy-guard")
+    # pkgs/by-name/in/installShellFiles/setup-hook.sh: --cmd NAME, then --bash/--zsh/--fish
+    # PATH to share/bash-completion/completions/NAME.bash, share/zsh/site-functions/_NAME,
+    # share/fish/vendor_completions.d/NAME.fish.
+    install_shell_completion = r"""
+installShellCompletion() {
+  local cmd shell source
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --cmd) cmd=$2; shift 2 ;;
+      --bash|--zsh|--fish) shell=${1#--}; source=$2; shift 2
+        case $shell in
+          bash) target=$out/share/bash-completion/completions/$cmd.bash ;;
+          zsh) target=$out/share/zsh/site-functions/_$cmd ;;
+          fish) target=$out/share/fish/vendor_completions.d/$cmd.fish ;;
+        esac
+        mkdir -p "$(dirname "$target")"; cat "$source" > "$target" ;;
+      *) echo "unexpected $1" >&2; return 1 ;;
+    esac
+  done
+}
+"""
+    completed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", install_shell_completion + package["postInstall"]],
+        env={**os.environ, "out": str(out)}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    share = out / "share"
+    bash = (share / "bash-completion/completions/deploy-guard.bash").read_text()
+    zsh = (share / "zsh/site-functions/_deploy-guard").read_text()
+    fish = (share / "fish/vendor_completions.d/deploy-guard.fish").read_text()
+    assert "_DEPLOY_GUARD_COMPLETE=bash_complete" in bash
+    assert "complete -o nosort -F _deploy_guard_completion deploy-guard" in bash
+    assert zsh.startswith("#compdef deploy-guard")
+    assert "_DEPLOY_GUARD_COMPLETE=fish_complete" in fish
 
 
 FLAKE_PROBE: Final = """
