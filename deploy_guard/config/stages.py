@@ -56,6 +56,13 @@ class HostConfig(StrictModel):
     ssh: str | None = Field(
         None, description="SSH destination [user@]host[:port] or ssh_config alias (default: NAME)"
     )
+    deploy_target: str | None = Field(
+        None,
+        min_length=1,
+        description="Deploy destination [user@]host[:port] that nixos-rebuild --target-host gets "
+        "(default: the flake inventory's target, else the guard destination `ssh`); the guard "
+        "user cannot switch the system, so set this when `ssh` logs in as it",
+    )
     tags: list[str] = Field(default_factory=list, description="Tags for @tag selection")
     become: Literal["sudo"] | None = Field(
         None, description="Run systemctl/journalctl through sudo -n (for non-root SSH users)"
