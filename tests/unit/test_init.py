@@ -7,11 +7,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from deploy_guard.config import Config, default_stages, parse_config
+from deploy_guard.config import Config, config_json_schema, default_stages, parse_config
 from deploy_guard.errors import UsageError
-from deploy_guard.init import host_argument, render_config
+from deploy_guard.init import HostSurvey, host_argument, render_config
+from deploy_guard.model import HostPlan, StagePlan
 
 
 def test_template_is_the_built_in_stages_written_out() -> None:
@@ -22,6 +24,7 @@ def test_template_is_the_built_in_stages_written_out() -> None:
     assert config.stages == default_stages()
     assert config == Config(stages=default_stages())
     assert "# [hosts.forge]" in text
+    jsonschema.validate(tomllib.loads(text), config_json_schema())
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,47 @@ def test_init_writes_the_file_and_its_schema_and_never_overwrites_without_force(
     forced = run_init(tmp_path, "--force")
     assert forced.returncode == 0, forced.stderr
     assert written.read_text() == render_config()
+
+
+def survey(*stages: StagePlan, unclaimed: tuple[str, ...] = ()) -> HostSurvey:
+    return HostSurvey("vault", "deploy-guard@vault.lan", HostPlan("vault", stages), unclaimed)
+
+
+def stage_plan(
+    name: str, *units: str, critical: bool = False, source: str = "patterns"
+) -> StagePlan:
+    return StagePlan(name, critical, 60.0, None, False, units, source=source)
+
+
+def test_host_entry_lets_an_empty_critical_stage_be_empty_and_only_offers_unknown_units() -> None:
+    text = render_config([survey(
+        stage_plan("snapshots", critical=True),
+        stage_plan("replication", "syncoid-tank-data.service"),
+        stage_plan("applications", "restic-backups-home.service"),
+        unclaimed=("nightly-backup.service",),
+    )])  # fmt: skip
+
+    data = tomllib.loads(text)
+    config = parse_config(data, text=text)
+    host = config.hosts["vault"]
+    assert host.ssh == "deploy-guard@vault.lan"
+    assert host.become is None
+    assert host.stages["snapshots"].allow_empty is True
+    assert host.stages["applications"].extra_units == []  # offered in a comment only
+    assert '# extra_units = ["nightly-backup.service"]' in text
+    assert "# replication: patterns that match here: syncoid-*.service" in text
+    assert "#   snapshots: no unit" in text
+    jsonschema.validate(data, config_json_schema())
+
+
+def test_stages_from_the_hosts_manifest_get_no_overrides() -> None:
+    text = render_config([survey(stage_plan("snapshots", critical=True, source="manifest"))])
+
+    assert "#   snapshots (from the host's manifest): no unit" in text
+    assert "hosts.vault.stages" not in text
+
+
+def test_become_is_written_when_asked() -> None:
+    text = render_config([survey(stage_plan("snapshots", "sanoid.service"))], become=True)
+
+    assert parse_config(tomllib.loads(text)).hosts["vault"].become == "sudo"
