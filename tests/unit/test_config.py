@@ -508,3 +508,15 @@ def test_command_reports_a_bad_file_with_exit_3_and_no_traceback(
     assert completed.stderr.startswith(f"error: {path}: ")
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_verbose_names_the_configuration_file_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_text('[hosts.ghost]\nssh = "root@127.0.0.1:1"\n')  # nothing listens on port 1
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy_guard", "plan", "ghost", "--config", str(path), "-v"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert f"configuration: {path}" in completed.stderr
