@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from deploy_guard.config import DeployConfig
 from deploy_guard.errors import UsageError
@@ -16,6 +17,18 @@ from deploy_guard.sshdest import split_port
 
 HOST_PLACEHOLDER = "{host}"
 HOSTS_PLACEHOLDER = "{hosts}"
+SHOW_TRACE: Final = "--show-trace"
+
+# What `[deploy] action` may be, per tool. nixos-rebuild: the actions that build or activate
+# a system (edit, repl, build-vm and list-generations deploy nothing). colmena: `colmena apply
+# GOAL` (src/command/apply.rs, possible_values). deploy-rs has no action argument, only the
+# flags below for the same activations.
+ACTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "nixos-rebuild": ("switch", "boot", "test", "dry-activate", "build", "dry-build"),
+    "colmena": ("switch", "boot", "test", "dry-activate", "build", "push", "keys"),
+    "deploy-rs": ("switch", "boot", "dry-activate"),
+}
+_DEPLOY_RS_FLAGS: Final = {"switch": (), "boot": ("--boot",), "dry-activate": ("--dry-activate",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +56,69 @@ class DeployPlan:
     parallel: bool = False
 
 
-def _nixos_rebuild(hosts: Sequence[DeployHost], config: DeployConfig) -> DeployPlan:
+def action_problem(tool: str, action: str) -> str | None:
+    """Why ``action`` is not one ``tool`` can deploy with, or None (no I/O)."""
+    known = ACTIONS.get(tool)
+    if known is None or action in known:
+        return None
+    return f"[deploy] action {action!r} is not a {tool} action; expected one of {', '.join(known)}"
+
+
+def build_first(tool: str, config: DeployConfig) -> bool:
+    """Whether apply builds the systems before the guard (default: nixos-rebuild, colmena).
+
+    Raises:
+        UsageError: build_first = true for a tool that has no build step here.
+    """
+    if config.build_first is None:
+        return tool in ("nixos-rebuild", "colmena")
+    if config.build_first and tool not in ("nixos-rebuild", "colmena"):
+        raise UsageError(f"[deploy] build_first works with nixos-rebuild and colmena, "
+                         f"not {tool}; remove it")  # fmt: skip
+    return config.build_first
+
+
+def _extra(config: DeployConfig, arguments: Sequence[str]) -> tuple[str, ...]:
+    return (*config.extra_args, *arguments)
+
+
+def plan_build(
+    tool: str, hosts: Sequence[DeployHost], config: DeployConfig, arguments: Sequence[str] = (),
+    *, show_trace: bool = False,
+) -> DeployPlan:  # fmt: skip
+    """The commands that build every host's system locally, activating nothing: `nixos-rebuild
+    build --flake F#HOST` per host, or one `colmena build --on h1,h2`, with the extra and
+    pass-through arguments (a --build-host there applies to the build too)."""
+    extra = _extra(config, arguments)
+    extra += (SHOW_TRACE,) if show_trace and SHOW_TRACE not in extra else ()
+    if not hosts:
+        return DeployPlan(())
+    if tool == "colmena":
+        names = tuple(host.name for host in hosts)
+        return DeployPlan((DeployCommand(("colmena", "build", "--on", ",".join(names), *extra),
+                                         names),))  # fmt: skip
+    commands = []
+    for host in hosts:
+        flake = f"{config.flake}#{deploy_attribute(host)}"
+        argv = ("nixos-rebuild", "build", "--flake", flake, *extra)
+        commands.append(DeployCommand(argv, (host.name,)))
+    return DeployPlan(tuple(commands))
+
+
+def deploy_attribute(host: DeployHost) -> str:
+    """The flake attribute the deploy tools use for ``host``."""
+    return local_name() if host.destination == "local" else flake_attribute(host)
+
+
+def _nixos_rebuild(
+    hosts: Sequence[DeployHost], config: DeployConfig, extra: Sequence[str]
+) -> DeployPlan:
     commands = []
     for host in hosts:
         if host.destination == "local":  # this machine: no --target-host, its own hostname
             argv = ["nixos-rebuild", config.action, "--flake", f"{config.flake}#{local_name()}"]
             argv += [config.sudo_flag] if config.sudo_flag else []
-            commands.append(DeployCommand((*argv, *config.extra_args), (host.name,)))
+            commands.append(DeployCommand((*argv, *extra), (host.name,)))
             continue
         destination, port = split_port(host.destination)
         attribute = flake_attribute(host)
@@ -60,7 +129,7 @@ def _nixos_rebuild(hosts: Sequence[DeployHost], config: DeployConfig) -> DeployP
         # which keeps whatever the user already put there.
         user_options = os.environ.get("NIX_SSHOPTS", "")
         env = {"NIX_SSHOPTS": f"{user_options} -p {port}".strip()} if port else {}
-        commands.append(DeployCommand((*argv, *config.extra_args), (host.name,), env))
+        commands.append(DeployCommand((*argv, *extra), (host.name,), env))
     return DeployPlan(tuple(commands), parallel=config.deploy_parallel)
 
 
@@ -78,18 +147,19 @@ def flake_attribute(host: DeployHost) -> str:
     return base.rsplit("@", 1)[-1].strip("[]")
 
 
-def _colmena(hosts: Sequence[DeployHost], config: DeployConfig) -> DeployPlan:
+def _colmena(hosts: Sequence[DeployHost], config: DeployConfig, extra: Sequence[str]) -> DeployPlan:
     names = tuple(host.name for host in hosts)
-    argv = ("colmena", "apply", "--on", ",".join(names), *config.extra_args)
+    argv = ("colmena", "apply", config.action, "--on", ",".join(names), *extra)
     return DeployPlan((DeployCommand(argv, names),))
 
 
-def _deploy_rs(hosts: Sequence[DeployHost], config: DeployConfig) -> DeployPlan:
+def _deploy_rs(
+    hosts: Sequence[DeployHost], config: DeployConfig, extra: Sequence[str]
+) -> DeployPlan:
     names = tuple(host.name for host in hosts)
     targets = [f"{config.flake}#{name}" for name in names]
-    return DeployPlan(
-        (DeployCommand(("deploy", "--targets", *targets, *config.extra_args), names),)
-    )
+    flags = _DEPLOY_RS_FLAGS.get(config.action, ())
+    return DeployPlan((DeployCommand(("deploy", *flags, "--targets", *targets, *extra), names),))
 
 
 def expand_command(template: Sequence[str], hosts: Sequence[DeployHost],
@@ -118,26 +188,26 @@ def expand_command(template: Sequence[str], hosts: Sequence[DeployHost],
 
 
 def plan_deploy(
-    tool: str, hosts: Sequence[DeployHost], config: DeployConfig, command: Sequence[str] = ()
+    tool: str, hosts: Sequence[DeployHost], config: DeployConfig, arguments: Sequence[str] = ()
 ) -> DeployPlan:
-    """The commands that deploy ``hosts`` with ``tool``.
+    """The commands that deploy ``hosts`` with ``tool``. ``arguments`` (what follows `--`)
+    is the command itself for tool `command`, and is appended to the command line of the
+    other tools, after `[deploy] extra_args`.
 
     Raises:
-        UsageError: tool `command` without a command, or a command given with another tool.
+        UsageError: tool `command` without a command.
     """
     if not hosts:
         return DeployPlan(())
-    if command and tool != "command":
-        raise UsageError(f"-- CMD is only for --tool command (the tool is {tool})")
     match tool:
         case "nixos-rebuild":
-            return _nixos_rebuild(hosts, config)
+            return _nixos_rebuild(hosts, config, _extra(config, arguments))
         case "colmena":
-            return _colmena(hosts, config)
+            return _colmena(hosts, config, _extra(config, arguments))
         case "deploy-rs":
-            return _deploy_rs(hosts, config)
+            return _deploy_rs(hosts, config, _extra(config, arguments))
         case "command":
-            template = list(command) or config.command
+            template = list(arguments) or config.command
             if not template:
                 raise UsageError("--tool command needs a command: deploy-guard apply HOST -- CMD")
             return expand_command(template, hosts, config.deploy_parallel)

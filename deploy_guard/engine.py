@@ -59,6 +59,9 @@ class HostTarget:
     specs: tuple[StageSpec, ...] = ()
     ssh_config: Path | None = None
     preflight: tuple[PreflightCheck, ...] = ()
+    # Who switches the system (apply's nixos-rebuild --target-host): `deploy_target`, else the
+    # flake inventory's target; None: none is known, the guard destination is used.
+    deploy_destination: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ SUDO: Final = ("sudo", "-n", "--")
 SSH_CONFIG_ENV: Final = "DEPLOY_GUARD_SSH_CONFIG"
 
 
-def flake_inventory(config: Config, config_path: Path | None) -> dict[str, InventoryHost]:
+def flake_inventory(
+    config: Config, config_path: Path | None, *, show_trace: bool = False
+) -> dict[str, InventoryHost]:
     """Hosts from the flake when `[inventory]` asks for them; a relative flake path is taken
     from the configuration file's directory (the repository), not from where we run.
 
@@ -31,7 +33,9 @@ def flake_inventory(config: Config, config_path: Path | None) -> dict[str, Inven
     if config.inventory is None:
         return {}
     directory = config_path.parent if config_path is not None else None
-    return load_flake_inventory(config.inventory.source, config.inventory.flake, cwd=directory)
+    return load_flake_inventory(
+        config.inventory.source, config.inventory.flake, cwd=directory, show_trace=show_trace
+    )
 
 
 def resolve_targets(
@@ -66,8 +70,13 @@ def resolve_targets(
         destination = known[name].destination if name in known else name
         become = SUDO if entry and entry.become == "sudo" else ()
         specs = stage_specs(config, name, stages)
+        flake_host = (flake_hosts or {}).get(name)
+        deploy_destination = (entry.deploy_target if entry else None) or (
+            flake_host.destination if flake_host else None
+        )
+        preflight = tuple(config.preflight)
         targets.append(
-            HostTarget(name, destination, become, specs, ssh_config, tuple(config.preflight))
+            HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination)
         )
     return tuple(targets)
 

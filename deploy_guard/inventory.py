@@ -153,7 +153,16 @@ def _unknown_source(source: str) -> str:
     )
 
 
-def nix_eval_argv(source: str, flake: str, *, nix: str = "nix") -> list[str]:
+def nix_eval_flags(*, show_trace: bool = False) -> list[str]:
+    """The flags of every `nix eval` deploy-guard runs (no I/O)."""
+    features = ["--extra-experimental-features", "nix-command flakes"]
+    # --no-write-lock-file: reading the flake must not create or change flake.lock.
+    flags = ["--json", "--no-write-lock-file", *features]
+    return [*flags, "--show-trace"] if show_trace else flags
+
+
+def nix_eval_argv(source: str, flake: str, *, nix: str = "nix", show_trace: bool = False
+                  ) -> list[str]:  # fmt: skip
     """The `nix eval` command that prints ``source``'s hosts as JSON (no I/O).
 
     Raises:
@@ -168,10 +177,56 @@ def nix_eval_argv(source: str, flake: str, *, nix: str = "nix") -> list[str]:
             attribute, apply = "nixosConfigurations", "builtins.attrNames"
         case _:
             raise ConfigError(None, [_unknown_source(source)])
-    features = ["--extra-experimental-features", "nix-command flakes"]
-    # --no-write-lock-file: reading the inventory must not create or change flake.lock.
-    flags = ["--json", "--no-write-lock-file", *features]
+    flags = nix_eval_flags(show_trace=show_trace)
     return [nix, "eval", *flags, f"{flake}#{attribute}", "--apply", apply]
+
+
+@dataclass(frozen=True, slots=True)
+class NixEval:
+    """One `nix eval --json` to run: its argv, where, for how long, and what to call it in
+    messages (``label``) and what to say when nix is missing (``missing``)."""
+
+    argv: list[str]
+    label: str
+    missing: str
+    timeout: float = 120.0
+    cwd: Path | None = None
+
+
+def run_nix_eval(request: NixEval) -> object:
+    """Run ``request`` and parse what it printed.
+
+    Raises:
+        ConfigError: nix is not installed, the evaluation failed or timed out, or its output
+            is not JSON.
+    """
+    argv, label, timeout = request.argv, request.label, request.timeout
+    command = shlex.join(argv)
+    logger.debug("%s: running %s", label, command)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            argv, cwd=request.cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError(None, [f"{label}: {argv[0]!r} not found; {request.missing}"]) from exc
+    except OSError as exc:  # not executable, not a file, ...
+        raise ConfigError(None, [f"{label}: cannot run {argv[0]!r}: {exc.strerror}"]) from exc
+    except subprocess.TimeoutExpired as exc:
+        message = f"{label}: `{command}` did not finish within {timeout:g}s"
+        raise ConfigError(None, [message]) from exc
+    logger.debug("%s: nix eval took %.2fs", label, time.monotonic() - started)
+    if completed.returncode != 0:
+        failure = _eval_failure(label, command, completed.returncode, completed.stderr)
+        raise ConfigError(None, [failure])
+    for line in completed.stderr.splitlines():
+        # "warning: Git tree '...' is dirty" on every run of a work in progress: not a warning.
+        logger.debug("%s: nix: %s", label, line)
+    try:
+        return json.loads(completed.stdout)
+    except json.JSONDecodeError as exc:
+        message = f"{label}: `{command}` printed no valid JSON ({exc})"
+        raise ConfigError(None, [message]) from exc
 
 
 def load_flake_inventory(
@@ -181,9 +236,11 @@ def load_flake_inventory(
     nix: str = "nix",
     timeout: float = 120.0,
     cwd: Path | None = None,
+    show_trace: bool = False,
 ) -> dict[str, InventoryHost]:
     """The hosts that ``flake`` declares for ``source`` (colmena, deploy-rs or
-    nixosConfigurations), evaluated by ``nix eval`` in ``cwd`` (default: the current one).
+    nixosConfigurations), evaluated by ``nix eval`` in ``cwd`` (default: the current one);
+    ``show_trace`` passes --show-trace to nix.
 
     Only the attributes we read are evaluated, but a real colmena hive still runs the NixOS
     module system of every node to get at ``deployment`` (not measured here: tests use plain
@@ -193,40 +250,16 @@ def load_flake_inventory(
         ConfigError: nix is not installed, the evaluation failed or timed out, or its output
             is not the expected JSON.
     """
-    argv = nix_eval_argv(source, flake, nix=nix)
-    command = shlex.join(argv)
-    logger.debug("inventory: running %s", command)
-    started = time.monotonic()
-    try:
-        completed = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError as exc:
-        message = f"inventory: {nix!r} not found; install nix, or remove [inventory] from the "
-        raise ConfigError(None, [message + "configuration"]) from exc
-    except OSError as exc:  # not executable, not a file, ...
-        raise ConfigError(None, [f"inventory: cannot run {nix!r}: {exc.strerror}"]) from exc
-    except subprocess.TimeoutExpired as exc:
-        message = f"inventory: `{command}` did not finish within {timeout:g}s"
-        raise ConfigError(None, [message]) from exc
-    logger.debug("inventory: nix eval took %.2fs", time.monotonic() - started)
-    if completed.returncode != 0:
-        raise ConfigError(None, [_eval_failure(command, completed.returncode, completed.stderr)])
-    for line in completed.stderr.splitlines():
-        # "warning: Git tree '...' is dirty" on every run of a work in progress: not a warning.
-        logger.debug("inventory: nix: %s", line)
-    try:
-        data = json.loads(completed.stdout)
-    except json.JSONDecodeError as exc:
-        message = f"inventory: `{command}` printed no valid JSON ({exc})"
-        raise ConfigError(None, [message]) from exc
+    argv = nix_eval_argv(source, flake, nix=nix, show_trace=show_trace)
+    missing = "install nix, or remove [inventory] from the configuration"
+    data = run_nix_eval(NixEval(argv, "inventory", missing, timeout, cwd))
     return parse_inventory(source, data)
 
 
-def _eval_failure(command: str, status: int, stderr: str) -> str:
+def _eval_failure(label: str, command: str, status: int, stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     detail = "\n".join(f"    {line}" for line in lines[-STDERR_LINES:]) or "    (no output)"
-    message = f"inventory: `{command}` failed with exit status {status}:\n{detail}"
+    message = f"{label}: `{command}` failed with exit status {status}:\n{detail}"
     if "/nix/store/" in stderr and "No such file or directory" in stderr:
         # The git fetcher copies tracked files only (see the module docstring).
         message += "\n  hint: in a git repository nix sees only tracked files; `git add` them"

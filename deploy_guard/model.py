@@ -137,6 +137,21 @@ class DeployStep:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildOutcome:
+    """`apply` with `[deploy] build_first`: the systems built before the guard, and how long
+    that took."""
+
+    steps: tuple[DeployStep, ...]
+    duration_s: float
+
+    @property
+    def exit_code(self) -> int | None:
+        """The first failing build's status, 0 when all succeeded, None when none ran."""
+        codes = [step.exit_code for step in self.steps if step.exit_code is not None]
+        return next((code for code in codes if code != 0), 0) if codes else None
+
+
+@dataclass(frozen=True, slots=True)
 class DeployOutcome:
     """What `apply` did after the guard: deployed, skipped, or refused."""
 
@@ -145,6 +160,7 @@ class DeployOutcome:
     deployed_hosts: tuple[str, ...] = ()
     skipped_hosts: tuple[str, ...] = ()
     refused: bool = False
+    build: BuildOutcome | None = None  # build_first: the build that ran before the guard
 
     @property
     def exit_code(self) -> int | None:

@@ -4,7 +4,7 @@ final summary. Results for machines go to stdout as JSON (report.py)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,7 +27,8 @@ from deploy_guard.events import (
     UnitStarted,
     UnitStopping,
 )
-from deploy_guard.model import Outcome, RunReport, UnitResult
+from deploy_guard.model import BuildOutcome, Outcome, RunReport, UnitResult
+from deploy_guard.transport.base import quote_argv
 from deploy_guard.verify import HostVerification
 
 _STYLE = {
@@ -229,7 +230,13 @@ def print_deploy(console: Console, report: RunReport, warnings: Sequence[str] = 
         console.print(Text(f"OVERRIDE by {override.by}: {override.reason} (recorded in the audit "
                            "log and each host's journal)", style="bold yellow"))  # fmt: skip
     deploy = report.deploy
-    if deploy is not None and deploy.refused and report.exit_code == 130:
+    build = deploy.build if deploy is not None else None
+    if build is not None:
+        _print_build(console, build)
+    if build is not None and build.exit_code not in (None, 0):
+        console.print(Text("build failed: nothing was started on the hosts and nothing was "
+                           "deployed.", style="bold red"))  # fmt: skip
+    elif deploy is not None and deploy.refused and report.exit_code == 130:
         console.print(Text("interrupted: nothing was deployed.", style="bold red"))
     elif deploy is not None and deploy.refused:
         console.print(Text("deploy refused: the guard did not pass on "
@@ -247,6 +254,21 @@ def print_deploy(console: Console, report: RunReport, warnings: Sequence[str] = 
                                style=style), soft_wrap=True)  # fmt: skip
     _print_verification(console, report)
     _final_line(console, report)
+
+
+def _print_build(console: Console, build: BuildOutcome) -> None:
+    for step in build.steps:
+        status = "not run" if step.exit_code is None else f"exit {step.exit_code}"
+        style = "green" if step.exit_code == 0 else "bold red"
+        console.print(Text(f"build {', '.join(step.hosts)}: {' '.join(step.argv)}: {status}",
+                           style=style), soft_wrap=True)  # fmt: skip
+    console.print(f"build took {format_duration(build.duration_s)}")
+
+
+def print_commands(console: Console, verb: str, argvs: Sequence[Sequence[str]]) -> None:
+    """`apply --dry-run`: the commands that would run, one per line, quoted for a shell."""
+    for argv in argvs:
+        console.print(Text(f"would {verb}: {quote_argv(argv)}"), soft_wrap=True)
 
 
 def _print_verification(console: Console, report: RunReport) -> None:
@@ -276,13 +298,18 @@ def _print_verification(console: Console, report: RunReport) -> None:
             console.print(Text(f"    {state}{healthy}", style="yellow"))
 
 
-def print_plan(console: Console, plans: Sequence[PlanResult]) -> None:
-    """The human form of `plan`."""
+def print_plan(console: Console, plans: Sequence[PlanResult],
+               destinations: Mapping[str, tuple[str, str]] | None = None) -> None:  # fmt: skip
+    """The human form of `plan`; ``destinations``: each host's guard and deploy destination."""
     for result in plans:
         if result.plan is None:
             console.print(Text(f"{result.host}: {result.error}", style="bold red"))
             continue
         console.print(Text(result.host, style="bold"))
+        if destinations is not None and result.host in destinations:
+            guard, deploy = destinations[result.host]
+            console.print(f"  guard as   {guard}", soft_wrap=True)
+            console.print(f"  deploy via {deploy}", soft_wrap=True)
         for number, stage in enumerate(result.plan.stages, 1):
             flags = ", critical" if stage.critical else ""
             flags += ", units from the host's manifest" if stage.source == "manifest" else ""

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from deploy_guard.engine import PlanResult
 from deploy_guard.model import (
+    BuildOutcome,
     DeployOutcome,
     HostResult,
     Override,
@@ -91,6 +92,20 @@ def deploy_json(deploy: DeployOutcome | None) -> Json | None:
             {"command": list(step.argv), "hosts": list(step.hosts), "exit_code": step.exit_code}
             for step in deploy.steps
         ],
+        "build": build_json(deploy.build),
+    }
+
+
+def build_json(build: BuildOutcome | None) -> Json | None:
+    if build is None:
+        return None
+    return {
+        "duration_s": round(build.duration_s, 3),
+        "exit_code": build.exit_code,
+        "steps": [
+            {"command": list(step.argv), "hosts": list(step.hosts), "exit_code": step.exit_code}
+            for step in build.steps
+        ],
     }
 
 
@@ -116,7 +131,10 @@ def run_json(report: RunReport) -> Json:
     }
 
 
-def plan_json(plans: Sequence[PlanResult]) -> Json:
+def plan_json(
+    plans: Sequence[PlanResult], destinations: Mapping[str, tuple[str, str]] | None = None
+) -> Json:
+    """`plan`; ``destinations``: each host's guard and deploy destination (by host)."""
     hosts = []
     for result in plans:
         stages = []
@@ -134,9 +152,12 @@ def plan_json(plans: Sequence[PlanResult]) -> Json:
                 }
             )
         preflight = preflight_json(result.preflight) if result.preflight else []
-        hosts.append(
-            {"host": result.host, "error": result.error, "preflight": preflight, "stages": stages}
-        )
+        entry = {"host": result.host, "error": result.error, "preflight": preflight,
+                 "stages": stages}  # fmt: skip
+        if destinations is not None and result.host in destinations:
+            guard, deploy = destinations[result.host]
+            entry |= {"guard_destination": guard, "deploy_destination": deploy}
+        hosts.append(entry)
     return {"schema": SCHEMA_VERSION, "command": "plan", "hosts": hosts}
 
 

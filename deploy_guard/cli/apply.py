@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from deploy_guard import report
 from deploy_guard.apply import (
@@ -34,16 +36,32 @@ from deploy_guard.cli.common import (
     load_targets,
     max_age_option,
     parallel_option,
+    show_trace_option,
 )
-from deploy_guard.cli.guard import cancel_remote_option, finish, guard_hosts, save
+from deploy_guard.cli.guard import (
+    cancel_remote_option,
+    finish,
+    guard_hosts,
+    plan_with_destinations,
+    save,
+)
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config
-from deploy_guard.deploy import DeployHost, DeployPlan, plan_deploy
-from deploy_guard.engine import HostTarget, in_parallel
+from deploy_guard.deploy import DeployPlan, build_first, plan_build, plan_deploy
+from deploy_guard.deploycheck import DeployCheck, DeployCheckFailed, check_deploy, deploy_hosts
+from deploy_guard.engine import HostTarget, in_parallel, new_run_id
 from deploy_guard.errors import ExitCode, UsageError
-from deploy_guard.model import DeployOutcome, DeployStep, HostResult, Outcome, Override, RunReport
+from deploy_guard.model import (
+    BuildOutcome,
+    DeployOutcome,
+    DeployStep,
+    HostResult,
+    Outcome,
+    Override,
+    RunReport,
+)
 from deploy_guard.preflight import PreflightReport
-from deploy_guard.render import print_deploy, print_summary
+from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import VerifyRequest, VerifySettings, attempted_hosts, connect_and_verify
 
@@ -119,7 +137,7 @@ def guard_and_gate(
     gate = decide_gate(result, keep_going=request.keep_going, override=request.override)
     warnings: list[str] = []
     if gate.overridden and request.override:
-        every = [DeployHost(target.name, target.destination) for target in targets]
+        every = deploy_hosts(targets)
         plan = (
             plan_deploy(request.tool, every, config.deploy, request.deploy_command)
             if request.command == "apply"
@@ -169,6 +187,76 @@ def _verify(
     return replace(result, hosts=updated), unhealthy
 
 
+def _build(common: Common, plan: DeployPlan) -> BuildOutcome | None:
+    """Build every host's system before the guard (`[deploy] build_first`).
+
+    Raises:
+        DeployInterrupted: Ctrl-C during the build; nothing was started on the hosts.
+    """
+    if not plan.commands:
+        return None
+    console(common).print(f"building {len(plan.commands)} system(s) before the guard")
+    started = time.monotonic()
+    steps = run_deploy(plan, {}, sys.stderr if common.json else None)
+    return BuildOutcome(steps, time.monotonic() - started)
+
+
+def _build_failed(common: Common, tool: str, plan: DeployPlan, build: BuildOutcome,
+                  started: datetime) -> int:  # fmt: skip
+    """The build failed: report it (exit 4); no host was contacted, so nothing is observed."""
+    names = tuple(host for command in plan.commands for host in command.hosts)
+    steps = tuple(DeployStep(command.argv, command.hosts) for command in plan.commands)
+    outcome = DeployOutcome(tool, steps, (), names, True, build=build)
+    result = RunReport(new_run_id(SystemClock()), "apply", started, datetime.now(UTC),
+                       ExitCode.DEPLOY_FAILED, (), deploy=outcome)  # fmt: skip
+    save(common, result)
+    if common.json:
+        click.echo(report.dumps(report.run_json(result)), nl=False)
+    print_deploy(console(common), result)
+    return int(ExitCode.DEPLOY_FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """`apply --dry-run`: what the plan shows, and the commands that would run."""
+
+    tool: str
+    build: DeployPlan
+    deploy: DeployPlan
+    parallel: int | None
+    problems: tuple[str, ...] = ()  # what check_deploy found: apply would stop with exit 3
+
+
+def _dry_run(common: Common, config: Config, targets: tuple[HostTarget, ...],
+             request: DryRun) -> int:  # fmt: skip
+    """The guard's plan with both destinations per host, then the build and deploy commands
+    that would run, and what the deploy checks found; starts nothing on any host and runs no
+    build. Exit 3 when a check failed, 2 when a host could not be planned."""
+    results, destinations = plan_with_destinations(config, targets, request.parallel,
+                                                   request.tool)  # fmt: skip
+    builds = [command.argv for command in request.build.commands]
+    deploys = [command.argv for command in request.deploy.commands]
+    if common.json:
+        document = report.plan_json(results, destinations)
+        document |= {"command": "apply --dry-run", "deploy": {
+            "tool": request.tool,
+            "build": [list(argv) for argv in builds],
+            "commands": [list(argv) for argv in deploys],
+            "problems": list(request.problems),
+        }}  # fmt: skip
+        click.echo(report.dumps(document), nl=False)
+    output = console(common)
+    print_plan(output, results, destinations)
+    print_commands(output, "build", builds)
+    print_commands(output, "deploy", deploys)
+    for problem in request.problems:
+        output.print(Text(f"deploy check failed: {problem}", style="bold red"), soft_wrap=True)
+    output.print("dry run: nothing was started and nothing was deployed")
+    if request.problems:
+        return int(ExitCode.CONFIG)
+    return int(ExitCode.CRITICAL if any(r.error for r in results) else ExitCode.OK)
+
+
 @click.command()
 @host_arguments
 @all_option
@@ -177,7 +265,7 @@ def _verify(
     "--tool",
     type=click.Choice(TOOLS),
     default=None,
-    help="Deploy tool (default: [deploy] tool; 'command' when -- CMD is given).",
+    help="Deploy tool (default: [deploy] tool; 'command' when -- CMD is given without it).",
 )
 @click.option(
     "--keep-going",
@@ -197,31 +285,61 @@ def _verify(
     is_flag=True,
     help="Roll back a deployed host that fails verification (also: [verify] rollback).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan the guard, check the deploy, print the commands; start and build nothing.",
+)
+@show_trace_option
 @common_options
 def apply(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,
           tool: str | None, keep_going: bool, override: str | None, max_age: float | None,
-          cancel_remote: bool, rollback_on_failure: bool) -> int:  # fmt: skip
+          cancel_remote: bool, rollback_on_failure: bool, dry_run: bool,
+          show_trace: bool) -> int:  # fmt: skip
     """Guard each HOST, then deploy: only when every guard passed, or on the record.
 
     Add `-- CMD...` to deploy with any command ({host} runs it once per host, {hosts}
-    expands to all of them).
+    expands to all of them); with --tool, `-- ARGS...` are appended to the tool's command.
     """
-    deploy_command = tuple(click.get_current_context().find_root().obj["deploy_command"])
+    arguments = tuple(click.get_current_context().find_root().obj["deploy_command"])
     reason = _override_reason(override)
-    config, targets = load_targets(common, hosts, (), all_hosts)
-    tool = tool or ("command" if deploy_command else config.deploy.tool)
-    every = [DeployHost(target.name, target.destination) for target in targets]
-    plan_deploy(tool, every, config.deploy, deploy_command)  # usage errors before guarding
+    started = datetime.now(UTC)
+    config, targets = load_targets(common, hosts, (), all_hosts, show_trace=show_trace)
+    tool = tool or ("command" if arguments else config.deploy.tool)
+    every = deploy_hosts(targets)
+    full_plan = plan_deploy(tool, every, config.deploy, arguments)  # usage errors first
+    builds = (
+        plan_build(tool, every, config.deploy, arguments, show_trace=show_trace)
+        if build_first(tool, config.deploy)
+        else DeployPlan(())
+    )
+    problems: tuple[str, ...] = ()
+    try:
+        check_deploy(DeployCheck(tool, config.deploy, (builds, full_plan), targets, show_trace))
+    except DeployCheckFailed as exc:
+        if not dry_run:
+            raise
+        problems = exc.problems
+    if dry_run:
+        request = DryRun(tool, builds, full_plan, parallel, problems)
+        return _dry_run(common, config, targets, request)
+    try:
+        build = _build(common, builds)
+    except DeployInterrupted:
+        console(common).print("interrupted during the build: nothing was started on the hosts")
+        return int(ExitCode.INTERRUPTED)
+    if build is not None and build.exit_code != 0:
+        return _build_failed(common, tool, full_plan, build, started)
 
     result, gate, warnings = guard_and_gate(
         common, config, targets,
-        GateRequest("apply", parallel, keep_going, reason, tool, deploy_command, max_age,
+        GateRequest("apply", parallel, keep_going, reason, tool, arguments, max_age,
                     cancel_remote),
     )  # fmt: skip
     chosen = [host for host in every if host.name in gate.deploy]
-    plan = plan_deploy(tool, chosen or every, config.deploy, deploy_command)
+    plan = plan_deploy(tool, chosen or every, config.deploy, arguments)
     outcome = DeployOutcome(tool, tuple(DeployStep(c.argv, c.hosts) for c in plan.commands),
-                            gate.deploy, gate.skipped, gate.refused)  # fmt: skip
+                            gate.deploy, gate.skipped, gate.refused, build)  # fmt: skip
     code = gate.exit_code
     interrupted = False
     if gate.refused:

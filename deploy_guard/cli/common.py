@@ -125,8 +125,9 @@ max_age_option = click.option(
 
 
 def load_targets(
-    common: Common, hosts: tuple[str, ...], stages: tuple[str, ...], all_hosts: bool
-) -> tuple[Config, tuple[HostTarget, ...]]:
+    common: Common, hosts: tuple[str, ...], stages: tuple[str, ...], all_hosts: bool,
+    *, show_trace: bool = False,
+) -> tuple[Config, tuple[HostTarget, ...]]:  # fmt: skip
     """Configuration, then the selected hosts (config errors come before any connection).
 
     Raises:
@@ -135,7 +136,7 @@ def load_targets(
     """
     config, path = load_config(common.config)
     check_notify_available(config, path)
-    flake_hosts = flake_inventory(config, path)
+    flake_hosts = flake_inventory(config, path, show_trace=show_trace)
     return config, resolve_targets(config, hosts, stages, all_hosts=all_hosts,
                                    flake_hosts=flake_hosts)  # fmt: skip
 
@@ -147,3 +148,7 @@ stage_option = click.option("--stage", "stages", multiple=True, metavar="NAME",
                             help="Run only this stage (repeatable).")  # fmt: skip
 parallel_option = click.option("--parallel", type=click.IntRange(min=1), default=None,
                                help="Hosts at once (default: config 'parallel', 4).")  # fmt: skip
+show_trace_option = click.option(
+    "--show-trace", is_flag=True,
+    help="Pass --show-trace to every nix call (inventory, flake checks, builds).",
+)  # fmt: skip

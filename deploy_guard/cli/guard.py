@@ -26,11 +26,13 @@ from deploy_guard.cli.common import (
     parallel_option,
     renderer,
     settings,
+    show_trace_option,
     stage_option,
 )
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config
-from deploy_guard.engine import HostTarget, RunRequest, plan_hosts, run_hosts
+from deploy_guard.deploycheck import routes
+from deploy_guard.engine import HostTarget, PlanResult, RunRequest, plan_hosts, run_hosts
 from deploy_guard.errors import ExitCode
 from deploy_guard.model import RunReport
 from deploy_guard.observe import git_revision, observe
@@ -44,20 +46,35 @@ log = logging.getLogger(__name__)
 @all_option
 @stage_option
 @parallel_option
+@show_trace_option
 @common_options
 def plan(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
-         parallel: int | None) -> int:  # fmt: skip
-    """Show which units each stage would run on each HOST. Starts nothing."""
-    return show_plan(common, hosts, all_hosts, stages, parallel)
+         parallel: int | None, show_trace: bool) -> int:  # fmt: skip
+    """Show which units each stage would run on each HOST, and where the guard and the
+    deploy log in. Starts nothing."""
+    config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
+    return show_plan(common, config, targets, parallel)
 
 
-def show_plan(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
-              parallel: int | None) -> int:  # fmt: skip
-    config, targets = load_targets(common, hosts, stages, all_hosts)
+def plan_with_destinations(
+    config: Config, targets: tuple[HostTarget, ...], parallel: int | None, tool: str
+) -> tuple[list[PlanResult], dict[str, tuple[str, str]]]:
+    """Each host's plan, and its guard and deploy destinations as `plan` shows them."""
     results = plan_hosts(targets, connector(config), parallel or config.parallel)
+    destinations = {}
+    for name, route in routes(targets, tool, config.deploy.guard_user).items():
+        deploy = route.deploy if route.problem is None else f"NONE: {route.problem}"
+        destinations[name] = (route.guard, deploy)
+    return list(results), destinations
+
+
+def show_plan(common: Common, config: Config, targets: tuple[HostTarget, ...],
+              parallel: int | None) -> int:  # fmt: skip
+    results, destinations = plan_with_destinations(config, targets, parallel,
+                                                   config.deploy.tool)  # fmt: skip
     if common.json:
-        click.echo(report.dumps(report.plan_json(results)), nl=False)
-    print_plan(console(common), results)
+        click.echo(report.dumps(report.plan_json(results, destinations)), nl=False)
+    print_plan(console(common), results, destinations)
     return int(ExitCode.CRITICAL if any(r.error for r in results) else ExitCode.OK)
 
 
@@ -132,14 +149,15 @@ def save(common: Common, result: RunReport) -> str | None:
 @max_age_option
 @cancel_remote_option
 @click.option("--dry-run", is_flag=True, help="Same as 'plan': show what would run.")
+@show_trace_option
 @common_options
 def run(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
         parallel: int | None, max_age: float | None, cancel_remote: bool,
-        dry_run: bool) -> int:  # fmt: skip
+        dry_run: bool, show_trace: bool) -> int:  # fmt: skip
     """Run every backup stage on each HOST now and report what really happened."""
+    config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
     if dry_run:
-        return show_plan(common, hosts, all_hosts, stages, parallel)
-    config, targets = load_targets(common, hosts, stages, all_hosts)
+        return show_plan(common, config, targets, parallel)
     result = guard_hosts(common, config, targets, "run", parallel, max_age, cancel_remote)
     result = finish(common, config, targets, result)
     if common.json:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from deploy_guard.cli.common import Common, common_options, connector, console
+from deploy_guard.cli.common import Common, common_options, connector, console, load_targets
 from deploy_guard.cli.guard import show_plan
 from deploy_guard.config import CONFIG_NAME, Config, config_json_schema
 from deploy_guard.discovery import stage_specs
@@ -58,7 +58,8 @@ def init(common: Common, hosts: tuple[str, ...], output: Path, force: bool,
                              markup=False)  # fmt: skip
         return int(ExitCode.OK)
     planned = replace(common, config=output)
-    return show_plan(planned, tuple(survey.name for survey in surveys), False, (), None)
+    config, targets = load_targets(planned, tuple(survey.name for survey in surveys), (), False)
+    return show_plan(planned, config, targets, None)
 
 
 def _survey(common: Common, argument: str, become: bool) -> HostSurvey:

@@ -19,6 +19,7 @@ from deploy_guard.cli.common import (
     load_targets,
     max_age_option,
     parallel_option,
+    show_trace_option,
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
@@ -75,14 +76,15 @@ def _print(common: Common, statuses: Sequence[HostStatus], max_age: float | None
 @all_option
 @parallel_option
 @max_age_option
+@show_trace_option
 @common_options
 def status(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,
-           max_age: float | None) -> int:  # fmt: skip
+           max_age: float | None, show_trace: bool) -> int:  # fmt: skip
     """Show each backup unit's last run on each HOST. Starts nothing.
 
     With --max-age, exit 0 only when every unit succeeded within that age (else 1).
     """
-    config, targets = load_targets(common, hosts, (), all_hosts)
+    config, targets = load_targets(common, hosts, (), all_hosts, show_trace=show_trace)
     statuses = hosts_status(targets, connector(config), parallel or config.parallel)
     if common.json:
         click.echo(report.dumps(status_json(statuses, max_age)), nl=False)

@@ -26,6 +26,12 @@ class InventoryConfig(StrictModel):
     flake: str = Field(".", description="The flake to evaluate with `nix eval --json`")
 
 
+def _not_root(value: str) -> str:
+    if value == "root":
+        raise ValueError("the guard user is never root (services.deploy-guard.user refuses it)")
+    return value
+
+
 class DeployConfig(StrictModel):
     """`[deploy]`: how `deploy-guard apply` deploys the hosts whose guard passed."""
 
@@ -34,8 +40,25 @@ class DeployConfig(StrictModel):
     )
     flake: str = Field(".", description="The flake holding the hosts' configurations")
     action: str = Field(
-        "switch", pattern=r"^[a-z-]+$", description="nixos-rebuild action (switch, boot, test)"
+        "switch",
+        pattern=r"^[a-z-]+$",
+        description="nixos-rebuild action (switch, boot, test, dry-activate, build, dry-build); "
+        "colmena apply's goal (switch, boot, test, dry-activate, build, push, keys); deploy-rs: "
+        "switch, boot (--boot) or dry-activate (--dry-activate); checked before any backup runs",
     )
+    build_first: bool | None = Field(
+        None,
+        description="Build every selected host's system before the guard runs (nixos-rebuild "
+        "build, colmena build); default: true for nixos-rebuild and colmena",
+    )
+    guard_user: str = Field(
+        "deploy-guard",
+        pattern=r"^[a-z_][a-z0-9_-]*$",
+        description="The NixOS module's guard user (services.deploy-guard.user): it runs the "
+        "backups but cannot switch the system, so apply never deploys as it",
+    )
+
+    _guard_user = field_validator("guard_user")(_not_root)
     sudo_flag: Literal["--sudo", "--use-remote-sudo", ""] = Field(
         "--sudo",
         description="nixos-rebuild's flag for sudo on the target (--use-remote-sudo before "

@@ -8,7 +8,7 @@ variable and ``NIX_SSHOPTS``, null when unset). It then exits with the status in
 
     standins = StandIns.install(tmp_path)
     result = guard(standins.env(dg_env), "apply", "forge", "--tool", "colmena", ...)
-    assert standins.calls()[0].argv == ["colmena", "apply", "--on", "forge"]
+    assert standins.calls()[-1].argv == ["colmena", "apply", "switch", "--on", "forge"]
 """
 
 from __future__ import annotations

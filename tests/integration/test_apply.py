@@ -51,6 +51,19 @@ def apply(env: dict[str, str], config: Path, *args: str, command: Sequence[str] 
     return guard(env, "apply", *args, config=config, command=command, timeout=timeout)
 
 
+def fleet_deploy(directory: Path, *, build_first: bool = True) -> str:
+    """A `[deploy]` table deploying from a flake without inputs that has forge and web for
+    all three tools (the deploy checks evaluate their attribute names with the real nix)."""
+    flake = directory / "fleet"
+    flake.mkdir(exist_ok=True)
+    nodes = "forge = { }; web = { };"
+    (flake / "flake.nix").write_text(
+        f"{{ outputs = {{ self }}: {{ nixosConfigurations = {{ {nodes} }}; "
+        f"colmenaHive.deploymentConfig = {{ {nodes} }}; deploy.nodes = {{ {nodes} }}; }}; }}\n"
+    )
+    return f'\n[deploy]\nflake = "{flake}"\nbuild_first = {str(build_first).lower()}\n'
+
+
 def touch(path: Path) -> tuple[str, ...]:
     return ("sh", "-c", f"touch {shlex.quote(str(path))}")
 
@@ -328,15 +341,23 @@ def test_empty_override_reason_is_a_usage_error_that_starts_nothing(
     assert started_units(host, (*BACKUP_UNITS, BROKEN)) == set()
 
 
-def test_command_given_with_another_tool_is_a_usage_error_before_any_backup(
+def test_arguments_after_dash_dash_with_tool_are_not_a_command(
     host: TestHost, env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = apply(env, write_config(tmp_path), "forge", "--tool", "colmena",
-                   command=("true",))  # fmt: skip
+    """`--tool colmena -- ARGS` appends ARGS to colmena's command line (issue 14): they are
+    never run as a command of their own."""
+    own_unit(host)
+    standins = StandIns.install(tmp_path / "standins")
+    marker = tmp_path / "ran"
+    config = write_config(tmp_path, OWN_UNIT_STAGE + fleet_deploy(tmp_path, build_first=False))
 
-    assert result.code == 3
-    assert "-- CMD is only for --tool command" in result.stderr
-    assert started_units(host, BACKUP_UNITS) == set()
+    result = apply(standins.env(env), config, "forge", "--tool", "colmena",
+                   command=touch(marker))  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    assert not marker.exists()
+    (call,) = standins.calls()
+    assert call.argv == ["colmena", "apply", "switch", "--on", "forge", *touch(marker)]
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------
@@ -412,12 +433,12 @@ def test_nixos_rebuild_gets_flake_target_host_sudo_flag_and_extra_args(
 ) -> None:
     own_unit(host)
     standins = StandIns.install(tmp_path / "standins")
-    config = write_config(tmp_path, OWN_UNIT_STAGE + """
-[deploy]
-flake = "/tmp/x"
+    deploy = fleet_deploy(tmp_path, build_first=False)
+    config = write_config(tmp_path, OWN_UNIT_STAGE + deploy + """
 sudo_flag = "--use-remote-sudo"
 extra_args = ["--show-trace"]
 """)  # fmt: skip
+    flake = tmp_path / "fleet"
 
     result = guard(standins.env(env), "apply", "forge", "--tool", "nixos-rebuild", config=config)
 
@@ -425,7 +446,7 @@ extra_args = ["--show-trace"]
     assert result.report is not None
     run_id = result.report["run_id"]
     (call,) = standins.calls()
-    assert call.argv == ["nixos-rebuild", "switch", "--flake", "/tmp/x#forge",
+    assert call.argv == ["nixos-rebuild", "switch", "--flake", f"{flake}#forge",
                          "--target-host", "forge", "--use-remote-sudo", "--show-trace"]  # fmt: skip
     assert call.env["DEPLOY_GUARD_RUN_ID"] == run_id
     assert call.env["DEPLOY_GUARD_HOSTS"] == "forge"
@@ -439,14 +460,17 @@ def test_nixos_rebuild_gets_the_port_of_the_destination_through_nix_sshopts(
 ) -> None:
     own_unit(host)
     standins = StandIns.install(tmp_path / "standins")
-    config = write_config(tmp_path, OWN_UNIT_STAGE + f'[hosts.forge]\nssh = "forge:{host.port}"\n')
+    hosts = f'[hosts.forge]\nssh = "forge:{host.port}"\n'
+    config = write_config(tmp_path, OWN_UNIT_STAGE + hosts + fleet_deploy(tmp_path))
 
     result = guard(standins.env(env), "apply", "forge", config=config)
 
     assert result.code == 0, result.stderr
-    (call,) = standins.calls()
-    assert call.argv == ["nixos-rebuild", "switch", "--flake", ".#forge", "--target-host",
-                         "forge", "--sudo"]  # fmt: skip
+    build, call = standins.calls()
+    assert build.argv[:2] == ["nixos-rebuild", "build"]
+    assert build.env["NIX_SSHOPTS"] is None  # the build runs here
+    assert call.argv == ["nixos-rebuild", "switch", "--flake", f"{tmp_path}/fleet#forge",
+                         "--target-host", "forge", "--sudo"]  # fmt: skip
     assert call.env["NIX_SSHOPTS"] == f"-p {host.port}"
 
 
@@ -457,12 +481,12 @@ def test_nixos_rebuild_stops_at_the_first_host_whose_deploy_failed(
     own_unit(web)
     standins = StandIns.install(tmp_path / "standins")
     standins.fail_with(1)
-    config = write_config(tmp_path, OWN_UNIT_STAGE)
+    config = write_config(tmp_path, OWN_UNIT_STAGE + fleet_deploy(tmp_path, build_first=False))
 
     result = guard(standins.env(env), "apply", "forge", "web", config=config)
 
     assert result.code == 4, result.stderr
-    assert [call.argv[3] for call in standins.calls()] == [".#forge"]
+    assert [call.argv[3] for call in standins.calls()] == [f"{tmp_path}/fleet#forge"]
     assert result.report is not None
     steps = result.report["deploy"]["steps"]
     assert [(step["hosts"], step["exit_code"]) for step in steps] == [
@@ -478,7 +502,7 @@ def test_colmena_and_deploy_rs_deploy_every_host_with_one_command(
     own_unit(host)
     own_unit(web)
     standins = StandIns.install(tmp_path / "standins")
-    config = write_config(tmp_path, OWN_UNIT_STAGE)
+    config = write_config(tmp_path, OWN_UNIT_STAGE + fleet_deploy(tmp_path, build_first=False))
 
     colmena = guard(standins.env(env), "apply", "forge", "web", "--tool", "colmena",
                     config=config)  # fmt: skip
@@ -488,9 +512,10 @@ def test_colmena_and_deploy_rs_deploy_every_host_with_one_command(
     assert (colmena.code, deploy_rs.code) == (0, 0), colmena.stderr + deploy_rs.stderr
     assert colmena.report is not None
     assert deploy_rs.report is not None
+    flake = tmp_path / "fleet"
     expected = [
-        (["colmena", "apply", "--on", "forge,web"], colmena.report["run_id"]),
-        (["deploy", "--targets", ".#forge", ".#web"], deploy_rs.report["run_id"]),
+        (["colmena", "apply", "switch", "--on", "forge,web"], colmena.report["run_id"]),
+        (["deploy", "--targets", f"{flake}#forge", f"{flake}#web"], deploy_rs.report["run_id"]),
     ]
     calls: list[Call] = standins.calls()
     assert [(call.argv, call.env["DEPLOY_GUARD_RUN_ID"]) for call in calls] == expected

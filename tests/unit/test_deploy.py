@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from deploy_guard.config import DeployConfig
-from deploy_guard.deploy import DeployCommand, DeployHost, DeployPlan, plan_deploy
+from deploy_guard.deploy import (
+    ACTIONS,
+    DeployCommand,
+    DeployHost,
+    DeployPlan,
+    action_problem,
+    build_first,
+    plan_build,
+    plan_deploy,
+)
 from deploy_guard.errors import ExitCode, UsageError
 
 FORGE = DeployHost("forge", "forge")
@@ -86,15 +95,23 @@ def test_nixos_rebuild_deploys_hosts_in_order_and_together_only_with_deploy_para
 @pytest.mark.parametrize(
     ("tool", "fields", "argv"),
     [
-        ("colmena", {}, ("colmena", "apply", "--on", "forge,web,db")),
+        ("colmena", {}, ("colmena", "apply", "switch", "--on", "forge,web,db")),
         ("colmena", {"extra_args": ["--keep-result", "--verbose"]},
-         ("colmena", "apply", "--on", "forge,web,db", "--keep-result", "--verbose")),
+         ("colmena", "apply", "switch", "--on", "forge,web,db", "--keep-result", "--verbose")),
+        # [deploy] action is colmena apply's goal.
+        ("colmena", {"action": "boot"}, ("colmena", "apply", "boot", "--on", "forge,web,db")),
         ("deploy-rs", {}, ("deploy", "--targets", ".#forge", ".#web", ".#db")),
+        # deploy-rs has no action argument: boot and dry-activate are its flags.
+        ("deploy-rs", {"action": "boot"},
+         ("deploy", "--boot", "--targets", ".#forge", ".#web", ".#db")),
+        ("deploy-rs", {"action": "dry-activate"},
+         ("deploy", "--dry-activate", "--targets", ".#forge", ".#web", ".#db")),
         ("deploy-rs", {"flake": "github:me/fleet", "extra_args": ["--skip-checks"]},
          ("deploy", "--targets", "github:me/fleet#forge", "github:me/fleet#web",
           "github:me/fleet#db", "--skip-checks")),
         # deploy_parallel is for per-host commands; these tools deploy in parallel themselves.
-        ("colmena", {"deploy_parallel": True}, ("colmena", "apply", "--on", "forge,web,db")),
+        ("colmena", {"deploy_parallel": True},
+         ("colmena", "apply", "switch", "--on", "forge,web,db")),
     ],
 )  # fmt: skip
 def test_colmena_and_deploy_rs_run_one_command_naming_every_host(
@@ -185,9 +202,6 @@ def test_per_host_command_runs_in_parallel_only_with_deploy_parallel() -> None:
     ("tool", "command", "message"),
     [
         ("command", [], "--tool command needs a command"),
-        ("nixos-rebuild", ["true"], "-- CMD is only for --tool command"),
-        ("colmena", ["true"], r"-- CMD is only for --tool command \(the tool is colmena\)"),
-        ("deploy-rs", ["true"], "-- CMD is only for --tool command"),
         ("ansible", [], "unknown deploy tool 'ansible'"),
     ],
 )
@@ -217,3 +231,129 @@ def test_plans_are_values_that_do_not_share_state() -> None:
     assert first == second
     assert first.commands[0].env is not second.commands[0].env
     assert config.extra_args == ["--show-trace"]
+
+
+# -- arguments after `--` for a deploy tool (issue 14) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("nixos-rebuild",
+         ("nixos-rebuild", "switch", "--flake", ".#forge", "--target-host", "forge", "--sudo",
+          "--fast", "--show-trace", "--build-host", "nixbuild")),
+        ("colmena",
+         ("colmena", "apply", "switch", "--on", "forge", "--fast", "--show-trace", "--build-host",
+          "nixbuild")),
+        ("deploy-rs",
+         ("deploy", "--targets", ".#forge", "--fast", "--show-trace", "--build-host",
+          "nixbuild")),
+    ],
+)  # fmt: skip
+def test_arguments_after_dash_dash_are_appended_to_the_tools_command_after_extra_args(
+    tool: str, argv: tuple[str, ...]
+) -> None:
+    config = deploy_config(extra_args=["--fast"])
+
+    plan = plan_deploy(tool, [FORGE], config, ["--show-trace", "--build-host", "nixbuild"])
+
+    assert [command.argv for command in plan.commands] == [argv]
+
+
+# -- [deploy] action, per tool ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "action"),
+    [
+        ("nixos-rebuild", "switch"), ("nixos-rebuild", "boot"), ("nixos-rebuild", "test"),
+        ("nixos-rebuild", "dry-activate"), ("nixos-rebuild", "build"),
+        ("colmena", "switch"), ("colmena", "push"), ("colmena", "keys"),
+        ("colmena", "dry-activate"),
+        ("deploy-rs", "switch"), ("deploy-rs", "boot"), ("deploy-rs", "dry-activate"),
+        # A command has no action: whatever it does is its own business.
+        ("command", "anything"),
+    ],
+)  # fmt: skip
+def test_actions_the_tool_knows_are_accepted(tool: str, action: str) -> None:
+    assert action_problem(tool, action) is None
+
+
+@pytest.mark.parametrize(
+    ("tool", "action"),
+    [
+        ("nixos-rebuild", "swtich"),  # the typo that used to surface after the backups
+        ("nixos-rebuild", "edit"),  # a real action, but it deploys nothing
+        ("nixos-rebuild", "build-vm"),
+        ("colmena", "upload"),
+        ("colmena", "dry-build"),
+        ("deploy-rs", "test"),  # deploy-rs has no flag for it
+    ],
+)
+def test_actions_the_tool_does_not_know_are_named_with_the_ones_it_does(
+    tool: str, action: str
+) -> None:
+    problem = action_problem(tool, action)
+
+    assert problem is not None
+    assert f"{action!r} is not a {tool} action" in problem
+    assert ", ".join(ACTIONS[tool]) in problem
+
+
+# -- [deploy] build_first --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "fields", "expected"),
+    [
+        ("nixos-rebuild", {}, True),
+        ("colmena", {}, True),
+        ("deploy-rs", {}, False),
+        ("command", {}, False),
+        ("nixos-rebuild", {"build_first": False}, False),
+        ("colmena", {"build_first": False}, False),
+        ("deploy-rs", {"build_first": False}, False),
+    ],
+)
+def test_build_first_defaults_to_the_tools_that_have_a_build(
+    tool: str, fields: dict[str, Any], expected: bool
+) -> None:
+    assert build_first(tool, deploy_config(**fields)) is expected
+
+
+@pytest.mark.parametrize("tool", ["deploy-rs", "command"])
+def test_build_first_for_a_tool_without_a_build_is_a_usage_error(tool: str) -> None:
+    with pytest.raises(UsageError, match=f"not {tool}"):
+        build_first(tool, deploy_config(build_first=True))
+
+
+def test_nixos_rebuild_builds_each_host_locally_with_the_extra_arguments() -> None:
+    config = deploy_config(flake="/srv/fleet", extra_args=["--fast"], sudo_flag="--sudo")
+
+    plan = plan_build("nixos-rebuild", [FORGE, WEB], config, ["--build-host", "nixbuild"])
+
+    assert [(command.argv, command.hosts, command.env) for command in plan.commands] == [
+        (("nixos-rebuild", "build", "--flake", "/srv/fleet#forge", "--fast", "--build-host",
+          "nixbuild"), ("forge",), {}),
+        (("nixos-rebuild", "build", "--flake", "/srv/fleet#web", "--fast", "--build-host",
+          "nixbuild"), ("web",), {}),
+    ]  # fmt: skip
+    assert plan.parallel is False
+
+
+def test_colmena_builds_every_host_with_one_command() -> None:
+    plan = plan_build("colmena", [FORGE, WEB], deploy_config(), show_trace=True)
+
+    assert [command.argv for command in plan.commands] == [
+        ("colmena", "build", "--on", "forge,web", "--show-trace")
+    ]
+
+
+def test_show_trace_is_passed_to_the_build_once() -> None:
+    config = deploy_config(extra_args=["--show-trace"])
+
+    (command,) = plan_build("nixos-rebuild", [FORGE], config, show_trace=True).commands
+
+    assert command.argv.count("--show-trace") == 1
+    (plain,) = plan_build("nixos-rebuild", [FORGE], deploy_config()).commands
+    assert "--show-trace" not in plain.argv

@@ -14,6 +14,9 @@ import pytest
 from deploy_guard.engine import PlanResult
 from deploy_guard.errors import ExitCode
 from deploy_guard.model import (
+    BuildOutcome,
+    DeployOutcome,
+    DeployStep,
     Exclusion,
     HostPlan,
     HostResult,
@@ -228,6 +231,43 @@ def test_plan_document_fields() -> None:
             {"host": "db1", "error": "db1: host key changed", "preflight": [], "stages": []},
         ],
     }
+
+
+def test_plan_document_names_both_destinations_of_each_host_when_given() -> None:
+    plans = [PlanResult("forge", HostPlan("forge", ())), PlanResult("db1", None, "refused")]
+    destinations = {"forge": ("deploy-guard@forge.lan", "root@forge.lan")}
+
+    hosts = plan_json(plans, destinations)["hosts"]
+
+    assert hosts[0]["guard_destination"] == "deploy-guard@forge.lan"
+    assert hosts[0]["deploy_destination"] == "root@forge.lan"
+    assert "guard_destination" not in hosts[1]
+    assert "guard_destination" not in plan_json(plans)["hosts"][0]
+
+
+def test_deploy_document_records_the_build_and_its_duration() -> None:
+    build = BuildOutcome(
+        (DeployStep(("nixos-rebuild", "build", "--flake", ".#forge"), ("forge",), 0),
+         DeployStep(("nixos-rebuild", "build", "--flake", ".#web"), ("web",), 1)),
+        12.34567,
+    )  # fmt: skip
+    deploy = DeployOutcome("nixos-rebuild", (), (), ("forge", "web"), True, build=build)
+    document = run_json(RunReport("r", "apply", STARTED, FINISHED, ExitCode.DEPLOY_FAILED,
+                                  deploy=deploy))  # fmt: skip
+
+    assert document["deploy"]["build"] == {
+        "duration_s": 12.346,
+        "exit_code": 1,
+        "steps": [
+            {"command": ["nixos-rebuild", "build", "--flake", ".#forge"], "hosts": ["forge"],
+             "exit_code": 0},
+            {"command": ["nixos-rebuild", "build", "--flake", ".#web"], "hosts": ["web"],
+             "exit_code": 1},
+        ],
+    }  # fmt: skip
+    without = DeployOutcome("command", (DeployStep(("true",), ("forge",), 0),))
+    assert run_json(RunReport("r", "apply", STARTED, FINISHED, ExitCode.OK,
+                              deploy=without))["deploy"]["build"] is None  # fmt: skip
 
 
 def test_dumps_is_json_with_a_final_newline_and_unicode_kept() -> None:
