@@ -29,16 +29,13 @@ integration: venv
 test: lint typecheck
 	$(PY) -m pytest tests -q
 
-# Boots a Debian container with systemd as PID 1, sshd on 127.0.0.1 and sample backup
-# units (real restic), guards it over SSH with the live view, then shuts it down.
-demo: venv
-	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root (systemd-nspawn)"; exit 1; fi
-	$(PY) -m tests.testbed down --state $(DEMO_STATE) >/dev/null
-	$(PY) -m tests.testbed up forge --state $(DEMO_STATE)
-	@export HOME=$(DEMO_STATE)/home DEPLOY_GUARD_SSH_CONFIG=$(DEMO_STATE)/home/.ssh/config; \
-	echo; echo '$$ deploy-guard plan forge'; $(VENV)/bin/deploy-guard plan forge; \
-	echo; echo '$$ deploy-guard run forge'; $(VENV)/bin/deploy-guard run forge; status=$$?; \
-	$(PY) -m tests.testbed down --state $(DEMO_STATE); exit $$status
+# Installs what the machine lacks (scripts/install-deps.sh), boots a Debian container with
+# systemd as PID 1, sshd on 127.0.0.1 and sample backup units (real restic), then shows the
+# gate at work: init and plan, a guarded apply, a failing backup closing the gate, an
+# override and its audit record (scripts/demo.sh, one function per scene). No `venv`
+# prerequisite: python3-venv may be what the machine lacks.
+demo:
+	DEMO_STATE=$(DEMO_STATE) VENV=$(VENV) scripts/demo.sh
 
 demo-down:
 	$(PY) -m tests.testbed down --state $(DEMO_STATE)

@@ -187,6 +187,8 @@ class RunReport:
     deploy: DeployOutcome | None = None
     # After the verdict: notifications, metrics, receipts that could not be delivered.
     warnings: tuple[str, ...] = ()
+    # The configuration file loaded (None: the built-in defaults).
+    config_file: str | None = None
 
 
 def host_exit_code(stages: tuple[StageResult, ...]) -> ExitCode:

@@ -128,6 +128,7 @@ def run_json(report: RunReport) -> Json:
         "override": override_json(report.override),
         "deploy": deploy_json(report.deploy),
         "warnings": list(report.warnings),
+        "config_file": report.config_file,
     }
 
 

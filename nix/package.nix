@@ -2,10 +2,11 @@
 # in the build: they need no root, no network and no host (tests/unit).
 {
   lib,
+  stdenv,
   python3Packages,
+  installShellFiles,
   git,
   openssh,
-  installShellFiles,
 }:
 let
   pyproject = lib.importTOML ../pyproject.toml;
@@ -21,6 +22,9 @@ let
   optionalDependencies = lib.mapAttrs (_: map toPackage) (
     removeAttrs (pyproject.project.optional-dependencies or { }) [ "dev" ]
   );
+  # Notifications are a feature of the command (README, Observability), not an extra to
+  # remember: the package always has apprise.
+  runtimeExtras = [ "notify" ];
 in
 python3Packages.buildPythonApplication {
   pname = "deploy-guard";
@@ -44,18 +48,35 @@ python3Packages.buildPythonApplication {
   };
 
   build-system = [ python3Packages.setuptools ];
-
   nativeBuildInputs = [ installShellFiles ];
 
-  # deploy-guard(1), generated from the click commands (deploy_guard/cli/manpage.py).
-  postInstall = ''
-    PYTHONPATH="$out/${python3Packages.python.sitePackages}''${PYTHONPATH:+:$PYTHONPATH}" \
-      ${python3Packages.python.interpreter} -m deploy_guard.cli.manpage > deploy-guard.1
-    installManPage deploy-guard.1
-  '';
-
-  dependencies = map toPackage pyproject.project.dependencies;
+  dependencies =
+    map toPackage pyproject.project.dependencies
+    ++ lib.concatMap (extra: optionalDependencies.${extra}) runtimeExtras;
   optional-dependencies = optionalDependencies;
+
+  # deploy-guard runs `ssh -G` to read ssh_config as OpenSSH does (transport/sshconfig.py):
+  # the wrapper appends openssh to PATH, so the user's own ssh, when there is one, still wins.
+  makeWrapperArgs = [
+    "--suffix"
+    "PATH"
+    ":"
+    (lib.makeBinPath [ openssh ])
+  ];
+
+  # deploy-guard(1) is generated from the click commands (deploy_guard/cli/manpage.py); click
+  # writes the completion scripts (`_DEPLOY_GUARD_COMPLETE=bash_source deploy-guard`). Both need
+  # the program to run, so not when cross-compiling.
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    # The wrapper comes later (postFixup): until then the package itself is not on the path.
+    export PYTHONPATH="$out/${python3Packages.python.sitePackages}''${PYTHONPATH:+:$PYTHONPATH}"
+    ${python3Packages.python.interpreter} -m deploy_guard.cli.manpage > deploy-guard.1
+    installManPage deploy-guard.1
+    installShellCompletion --cmd deploy-guard \
+      --bash <(_DEPLOY_GUARD_COMPLETE=bash_source $out/bin/deploy-guard) \
+      --zsh <(_DEPLOY_GUARD_COMPLETE=zsh_source $out/bin/deploy-guard) \
+      --fish <(_DEPLOY_GUARD_COMPLETE=fish_source $out/bin/deploy-guard)
+  '';
 
   nativeCheckInputs = [
     python3Packages.pytestCheckHook

@@ -22,13 +22,18 @@ log = logging.getLogger(__name__)
 # name -> (module, function, one-line help). Commands are imported only when used, so that
 # `deploy-guard --help` does not pay for pydantic, rich and paramiko (FIELD-NOTES).
 COMMANDS: Final = {
+    "init": ("deploy_guard.cli.init", "init", "Write a first deploy-guard.toml for HOSTs."),
     "plan": ("deploy_guard.cli.guard", "plan", "Show which units each stage would run."),
     "run": ("deploy_guard.cli.guard", "run", "Run every backup stage now and report."),
     "apply": ("deploy_guard.cli.apply", "apply", "Guard, then deploy only if every guard passed."),
     "status": ("deploy_guard.cli.status", "status", "Show each backup unit's last run."),
     "hook": ("deploy_guard.cli.hook", "hook", "Git pre-push hook: install it, or run it."),
     "history": ("deploy_guard.cli.history", "history", "Past runs and overrides, newest first."),
-    "schema": ("deploy_guard.cli.schema", "schema", "JSON schema of the host manifest; check one."),
+    "schema": (
+        "deploy_guard.cli.schema",
+        "schema",
+        "JSON schemas of the config and the manifest.",
+    ),
 }
 
 

@@ -129,7 +129,8 @@ def finish(
     output = console(common)
     for warning in warnings:
         output.print(Text(f"warning: {warning}", style="yellow"))
-    result = replace(result, warnings=(*result.warnings, *warnings))
+    config_file = str(config.source) if config.source else None
+    result = replace(result, warnings=(*result.warnings, *warnings), config_file=config_file)
     save(common, result)
     return result
 

@@ -1,4 +1,5 @@
-"""`schema`: the JSON schemas of the documents deploy-guard reads; `schema manifest --check`."""
+"""`schema`: the JSON schemas of the documents deploy-guard reads (`schema config`, `schema
+manifest`); `schema manifest --check`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 
 from deploy_guard.cli.common import Common, common_options, examples
+from deploy_guard.config import config_json_schema
 from deploy_guard.errors import ConfigError, ExitCode
 from deploy_guard.manifest import MANIFEST_PATH, Manifest, load_manifest, manifest_json_schema
 from deploy_guard.report import SCHEMA_VERSION
@@ -70,3 +72,19 @@ def _check_json(
               "valid": document is not None, "errors": list(error.errors) if error else [],
               "stages": stages}  # fmt: skip
     click.echo(json.dumps(result, indent=2), nl=True)
+
+
+@schema.command(
+    "config",
+    short_help="JSON schema of deploy-guard.toml.",
+    epilog=examples("deploy-guard schema config > deploy-guard.schema.json",
+                    "deploy-guard schema config --json | jq '.properties | keys'"),
+)  # fmt: skip
+@common_options
+def config_schema(common: Common) -> int:
+    """deploy-guard.toml (for editors: `#:schema` in the file, as `init` writes it).
+
+    Prints the schema (JSON already; --json changes nothing).
+    """
+    click.echo(json.dumps(config_json_schema(), indent=2, sort_keys=True))
+    return int(ExitCode.OK)

@@ -5,6 +5,7 @@ pydantic lives at this boundary only; the engine receives plain frozen values (m
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -41,9 +43,12 @@ from deploy_guard.config.checks import (
     parse_size,
 )
 from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
+from deploy_guard.config.messages import format_errors
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
 from deploy_guard.config.stages import HostConfig, StageConfig, StageOverride, default_stages
 from deploy_guard.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CONFIG_ENV",
@@ -72,6 +77,7 @@ __all__ = [
     "UnitCheck",
     "UnitsExistCheck",
     "VerifyConfig",
+    "config_json_schema",
     "default_stages",
     "find_config_file",
     "load_config",
@@ -98,6 +104,7 @@ class Config(StrictModel):
     connect_timeout: Duration = Field(15.0, description="Time allowed to open an SSH connection")
     ssh_config: Path | None = Field(
         None,
+        strict=False,  # TOML has no path type: a string becomes a Path
         description="ssh_config file given to `ssh -G -F` (default: ssh's own ~/.ssh/config and "
         "/etc/ssh/ssh_config); the DEPLOY_GUARD_SSH_CONFIG variable overrides it",
     )
@@ -135,6 +142,12 @@ class Config(StrictModel):
     receipts: ReceiptsConfig = Field(
         default_factory=ReceiptsConfig, description="Receipts and journal entries on each host"
     )
+    # The file this came from (None: the built-in defaults), named by -v and the report.
+    _source: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
 
     @field_validator("preflight", "health")
     @classmethod
@@ -155,17 +168,6 @@ class Config(StrictModel):
         return stages
 
 
-def _format_errors(error: ValidationError) -> list[str]:
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{path}: {message}")
-    return lines
-
-
 def _undefined_stage_overrides(data: Mapping[str, Any]) -> list[str]:
     """`[hosts.X.stages.Y]` tables naming no stage, read from the raw TOML so that they are
     reported together with pydantic's errors."""
@@ -184,17 +186,19 @@ def _undefined_stage_overrides(data: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    """Validate already-parsed TOML.
+def parse_config(
+    data: Mapping[str, Any], path: Path | None = None, text: str | None = None
+) -> Config:
+    """Validate already-parsed TOML (``text``, the file itself, gives the lines of errors).
 
     Raises:
-        ConfigError: every problem at once, each with its key path.
+        ConfigError: every problem at once, each with its key path (list items by name).
     """
     problems = _undefined_stage_overrides(data)
     try:
         config = Config.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(path, _format_errors(exc) + problems) from exc
+        raise ConfigError(path, format_errors(exc, Config, data, text) + problems) from exc
     if problems:
         raise ConfigError(path, problems)
     return config
@@ -231,11 +235,32 @@ def load_config(explicit: Path | None = None) -> tuple[Config, Path | None]:
     """
     path = find_config_file(explicit, Path.cwd(), os.environ)
     if path is None:
+        log.info("configuration: none found, using the built-in defaults")
         return Config(), None
+    log.info("configuration: %s", path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start : exc.start + 1]
+        message = f"not UTF-8 text (TOML files are UTF-8): byte {exc.start} is {byte!r}"
+        raise ConfigError(path, [message]) from exc
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
-    return parse_config(data, path), path
+    config = parse_config(data, path, text)
+    config._source = path.absolute()
+    return config, path
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of deploy-guard.toml, for editors (taplo, tombi) and `schema config`."""
+    schema = Config.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "deploy-guard.toml"
+    schema["description"] = (
+        "Configuration of deploy-guard: stages of backup units, hosts, the deploy, checks "
+        "and notifications (README, Configuration)"
+    )
+    return schema

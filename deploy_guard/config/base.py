@@ -8,6 +8,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    WithJsonSchema,
 )
 
 from deploy_guard.durations import parse_duration
@@ -29,8 +30,20 @@ def _age(value: object) -> float:
     raise ValueError("expected a duration such as 0s, 10m or 1h")
 
 
-Duration = Annotated[float, BeforeValidator(_seconds)]
-Age = Annotated[float, BeforeValidator(_age)]
+# What parse_duration accepts, for editors (JSON Schema regexes have no case-insensitive flag).
+DURATION_PATTERN: Final = r"^\s*(\d+(\.\d+)?\s*([mM][sS]|[sSmMhHdD])\s*)+$|^\s*\d+(\.\d+)?\s*$"
+
+
+def _duration_schema(minimum: str) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN,
+         "description": "A duration: 90s, 5m, 1h30m, 2d, 250ms (or a number of seconds)"},
+        {"type": "number", minimum: 0, "description": "Seconds"},
+    ]})  # fmt: skip
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), _duration_schema("exclusiveMinimum")]
+Age = Annotated[float, BeforeValidator(_age), _duration_schema("minimum")]
 
 
 def check_patterns(patterns: list[str]) -> list[str]:
@@ -41,4 +54,4 @@ def check_patterns(patterns: list[str]) -> list[str]:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

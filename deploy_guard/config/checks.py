@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -49,7 +50,11 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
-ByteCount = Annotated[int, BeforeValidator(parse_size)]
+ByteCount = Annotated[int, BeforeValidator(parse_size), WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*$",
+     "description": "A size: 10GiB, 10G (= GiB, as df says), 500MB (decimal)"},
+    {"type": "integer", "minimum": 0, "description": "Bytes"},
+]})]  # fmt: skip
 
 
 def _check_unit_names(units: list[str]) -> list[str]:

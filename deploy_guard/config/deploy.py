@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -80,7 +81,9 @@ def _selections(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-Selections = Annotated[list[str], BeforeValidator(_selections)]
+Selections = Annotated[list[str], BeforeValidator(_selections), WithJsonSchema({"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "string"}},
+]})]  # fmt: skip
 
 
 class HookConfig(StrictModel):

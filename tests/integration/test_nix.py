@@ -19,7 +19,7 @@ import tomllib
 import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import pytest
 
@@ -47,10 +47,18 @@ def nix_files() -> list[Path]:
     )
 
 
-def needs(tool: str) -> str:
+def unavailable(message: str) -> NoReturn:
+    """Skip, or fail when CI=true: CI runs every test (.ci/run provides what they need)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def needs(tool: str, package: str = "nix-bin") -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed (Debian: apt-get install nix-bin)")
+        unavailable(f"{tool} is not installed (Debian: apt-get install {package}; "
+                    "scripts/install-deps.sh installs it)")  # fmt: skip
     return path
 
 
@@ -59,10 +67,10 @@ def nixpkgs_lib() -> Path:
     """The nixpkgs `lib` directory to evaluate the module against, from NIXPKGS_LIB."""
     value = os.environ.get("NIXPKGS_LIB")
     if not value:
-        pytest.skip(
+        unavailable(
             "NIXPKGS_LIB is not set: set it to a nixpkgs lib directory (e.g. a checkout of "
             "nix-community/nixpkgs.lib: NIXPKGS_LIB=/tmp/nixpkgs-lib/lib) to evaluate "
-            "nix/module.nix with lib.evalModules; never commit that checkout"
+            "nix/module.nix with lib.evalModules; never commit that checkout (.ci/run sets it)"
         )
     path = Path(value)
     if not (path / "default.nix").is_file() or not (path / "modules.nix").is_file():
@@ -388,17 +396,31 @@ def test_on_host_service_runs_the_guard_as_the_guard_user(nixpkgs_lib: Path) -> 
 PACKAGE_PROBE: Final = """
 let
   lib = import LIB;
-  stub = name: { inherit name; };
-  python3Packages = lib.genAttrs (PYTHON_PACKAGES) stub // { buildPythonApplication = a: a; };
+  stub = name: {
+    inherit name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+  };
+  python3Packages = lib.genAttrs (PYTHON_PACKAGES) stub // {
+    buildPythonApplication = a: a;
+    # The interpreter: the one running the tests, whose site-packages has deploy_guard.
+    python = { sitePackages = "SITE_PACKAGES"; interpreter = "INTERPRETER"; };
+  };
+  # Building on the platform it runs on (canExecute is what nixpkgs' stdenv answers then).
+  stdenv = {
+    buildPlatform.canExecute = platform: platform == "x86_64-linux";
+    hostPlatform = "x86_64-linux";
+  };
   drv = import ./nix/package.nix {
-    inherit lib python3Packages;
+    inherit lib stdenv python3Packages;
+    installShellFiles = stub "install-shell-files";
     git = stub "git";
     openssh = stub "openssh";
   };
 in {
-  inherit (drv) pname version pyproject enabledTestPaths;
+  inherit (drv) pname version pyproject enabledTestPaths makeWrapperArgs postInstall;
   mainProgram = drv.meta.mainProgram;
   buildSystem = map (p: p.name) drv.build-system;
+  nativeBuildInputs = map (p: p.name) drv.nativeBuildInputs;
   dependencies = map (p: p.name) drv.dependencies;
   optional = lib.mapAttrs (_: map (p: p.name)) drv.optional-dependencies;
   checkInputs = map (p: p.name) drv.nativeCheckInputs;
@@ -412,8 +434,24 @@ def nixpkgs_attribute(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_package_follows_pyproject(nixpkgs_lib: Path) -> None:
-    """nix/package.nix with stub python packages (the source fileset needs Nix 2.14+)."""
+def evaluate_package(nixpkgs_lib: Path, known: set[str]) -> dict[str, Any]:
+    """nix/package.nix with stub python packages and stdenv (the fileset needs Nix 2.14+)."""
+    expression = (
+        PACKAGE_PROBE.replace("LIB", str(nixpkgs_lib))
+        .replace("PYTHON_PACKAGES", " ".join(json.dumps(name) for name in sorted(known)).join("[]"))
+        .replace("SITE_PACKAGES", "lib/python3/site-packages")
+        .replace("INTERPRETER", sys.executable)
+    )
+    completed = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY_ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    package: dict[str, Any] = json.loads(completed.stdout)
+    return package
+
+
+def pyproject_packages() -> tuple[dict[str, Any], list[str], dict[str, list[str]]]:
     project = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text())["project"]
     required = [nixpkgs_attribute(spec) for spec in project["dependencies"]]
     extras = {
@@ -421,27 +459,89 @@ def test_package_follows_pyproject(nixpkgs_lib: Path) -> None:
         for extra, specs in project.get("optional-dependencies", {}).items()
         if extra != "dev"
     }
+    return project, required, extras
+
+
+def test_package_follows_pyproject_and_always_has_apprise(nixpkgs_lib: Path) -> None:
+    project, required, extras = pyproject_packages()
     known = {"setuptools", "pytestCheckHook", "hypothesis", *required}
     known.update(name for names in extras.values() for name in names)
-    expression = PACKAGE_PROBE.replace("LIB", str(nixpkgs_lib)).replace(
-        "PYTHON_PACKAGES", " ".join(json.dumps(name) for name in sorted(known)).join("[]")
-    )
-    completed = subprocess.run(
-        ["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
-        capture_output=True, text=True, timeout=120, check=False, cwd=REPOSITORY_ROOT,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    package = json.loads(completed.stdout)
+    package = evaluate_package(nixpkgs_lib, known)
     assert package["pname"] == project["name"]
     assert package["version"] == project["version"]
     assert package["pyproject"] is True
     assert package["buildSystem"] == ["setuptools"]
-    assert package["dependencies"] == required
+    # Notifications are a feature: apprise is a run-time dependency, not only an extra.
+    assert extras["notify"] == ["apprise"]
+    assert package["dependencies"] == [*required, "apprise"]
     assert package["optional"] == extras
     for names in extras.values():
         assert set(names) <= set(package["checkInputs"])  # their tests run in the build
     assert package["enabledTestPaths"] == ["tests/unit"]
     assert package["mainProgram"] == next(iter(project["scripts"]))
+
+
+def test_package_wrapper_puts_ssh_on_the_path(nixpkgs_lib: Path) -> None:
+    _project, required, extras = pyproject_packages()
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required, *extras["notify"]}
+    package = evaluate_package(nixpkgs_lib, known)
+    # makeWrapper's own argument syntax: --suffix VAR SEP VALUE (the user's ssh comes first).
+    assert package["makeWrapperArgs"] == ["--suffix", "PATH", ":", f"{STUB_STORE}-openssh/bin"]
+
+
+def test_package_installs_completions_for_bash_zsh_and_fish(
+    nixpkgs_lib: Path, tmp_path: Path
+) -> None:
+    """The package's postInstall, run by bash with the real command and an
+    installShellCompletion that files each script where nixpkgs' installShellFiles does."""
+    _project, required, extras = pyproject_packages()
+    known = {"setuptools", "pytestCheckHook", "hypothesis", *required, *extras["notify"]}
+    package = evaluate_package(nixpkgs_lib, known)
+    assert "install-shell-files" in package["nativeBuildInputs"]
+    out = tmp_path / "out"
+    (out / "bin").mkdir(parents=True)
+    (out / "bin" / "deploy-guard").symlink_to(Path(sys.executable).parent / "deploy-guard")
+    # pkgs/by-name/in/installShellFiles/setup-hook.sh: --cmd NAME, then --bash/--zsh/--fish
+    # PATH to share/bash-completion/completions/NAME.bash, share/zsh/site-functions/_NAME,
+    # share/fish/vendor_completions.d/NAME.fish.
+    install_shell_completion = r"""
+installShellCompletion() {
+  local cmd shell source
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --cmd) cmd=$2; shift 2 ;;
+      --bash|--zsh|--fish) shell=${1#--}; source=$2; shift 2
+        case $shell in
+          bash) target=$out/share/bash-completion/completions/$cmd.bash ;;
+          zsh) target=$out/share/zsh/site-functions/_$cmd ;;
+          fish) target=$out/share/fish/vendor_completions.d/$cmd.fish ;;
+        esac
+        mkdir -p "$(dirname "$target")"; cat "$source" > "$target" ;;
+      *) echo "unexpected $1" >&2; return 1 ;;
+    esac
+  done
+}
+# installManPage PAGE.N files it under share/man/manN (same setup hook).
+installManPage() {
+  mkdir -p "$out/share/man/man1"; cp "$1" "$out/share/man/man1/"
+}
+"""
+    completed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", install_shell_completion + package["postInstall"]],
+        env={**os.environ, "out": str(out)}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    share = out / "share"
+    bash = (share / "bash-completion/completions/deploy-guard.bash").read_text()
+    zsh = (share / "zsh/site-functions/_deploy-guard").read_text()
+    fish = (share / "fish/vendor_completions.d/deploy-guard.fish").read_text()
+    assert "_DEPLOY_GUARD_COMPLETE=bash_complete" in bash
+    assert "complete -o nosort -F _deploy_guard_completion deploy-guard" in bash
+    assert zsh.startswith("#compdef deploy-guard")
+    manual = (share / "man/man1/deploy-guard.1").read_text()
+    assert manual.startswith(".TH DEPLOY\\-GUARD 1")
+    assert "_DEPLOY_GUARD_COMPLETE=fish_complete" in fish
 
 
 FLAKE_PROBE: Final = """
@@ -521,8 +621,8 @@ def test_flake_outputs(nixpkgs_lib: Path) -> None:
 def fresh_check(nixpkgs_lib: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The module's pre-switch check (maxAge 6h), wrapped as nixpkgs runs it, with the real
     jq and date and the receipt moved to tmp_path; returns (script, receipt)."""
-    jq = needs("jq")
-    date = needs("date")
+    jq = needs("jq", package="jq")
+    date = needs("date", package="coreutils")
     result = evaluate(nixpkgs_lib)
     text = result["preSwitchChecks"]["deploy-guard-fresh-backup"]
     receipt = tmp_path / "last-success.json"
@@ -555,9 +655,8 @@ def iso(seconds_ago: float) -> str:
 
 
 def test_fresh_check_passes_shellcheck(fresh_check: tuple[Path, Path]) -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (writeShellApplication runs it in the build)")
+    # writeShellApplication runs shellcheck in the build.
+    shellcheck = needs("shellcheck", package="shellcheck")
     script, _receipt = fresh_check
     completed = subprocess.run([shellcheck, str(script)], capture_output=True, text=True,
                                check=False)  # fmt: skip
@@ -601,10 +700,7 @@ def pip(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
     if completed.returncode != 0 and "Could not find a version" in completed.stderr + (
         completed.stdout
     ):
-        message = f"the package index is unreachable: {completed.stderr.strip()[-300:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the package index is unreachable: {completed.stderr.strip()[-300:]}")
     return completed
 
 

@@ -111,7 +111,7 @@ def test_bad_configuration_exits_3_before_connecting(
     result = guard(dg_env, "run", "forge", config=config)
 
     assert result.code == 3
-    assert "stages.0.timeout" in result.stderr
-    assert "stages.0.units" in result.stderr
+    assert "line 5: stages[x].timeout" in result.stderr  # after the two FAST_SETTINGS lines
+    assert "line 6: stages[x].units" in result.stderr
     assert str(config) in result.stderr
     assert accepted_logins(host) - before - 1 == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -125,20 +127,31 @@ def test_stages_in_the_file_replace_the_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "path"),
+    ("data", "path", "meant"),
     [
-        pytest.param({"paralel": 2}, "paralel", id="top-level-typo"),
-        pytest.param({"stages": [stage(timout="5m")]}, "stages.0.timout", id="stage-key"),
-        pytest.param({"hosts": {"web1": {"sshh": "x"}}}, "hosts.web1.sshh", id="host-key"),
+        pytest.param({"paralel": 2}, "paralel", "parallel", id="top-level-typo"),
+        pytest.param(
+            {"stages": [stage(timout="5m")]}, "stages[backups].timout", "timeout", id="stage-key"
+        ),
+        pytest.param({"hosts": {"web1": {"sshh": "x"}}}, "hosts.web1.sshh", "ssh", id="host-key"),
         pytest.param(
             {"stages": [stage()], "hosts": {"web1": {"stages": {"backups": {"timeuot": 1}}}}},
             "hosts.web1.stages.backups.timeuot",
+            "timeout",
             id="override-key",
         ),
+        pytest.param({"notify": {"urlz": []}}, "notify.urlz", "urls", id="nested-table"),
+        pytest.param({"inventory": {"frm": "colmena"}}, "inventory.frm", "from", id="alias"),
     ],
 )
-def test_unknown_key_is_reported_with_its_key_path(data: dict[str, Any], path: str) -> None:
-    assert errors_of(data) == (f"{path}: unknown key",)
+def test_unknown_key_is_reported_with_its_key_path_and_the_key_meant(
+    data: dict[str, Any], path: str, meant: str
+) -> None:
+    assert f"{path}: unknown key; did you mean {meant!r}?" in errors_of(data)
+
+
+def test_unknown_key_like_no_known_key_gets_no_suggestion() -> None:
+    assert errors_of({"zzzzzz": 1}) == ("zzzzzz: unknown key",)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -152,9 +165,12 @@ def test_every_problem_is_reported_at_once() -> None:
 
     assert len(errors) == 5, errors
     paths = [error.partition(":")[0] for error in errors]
-    assert sorted(paths) == sorted(
-        ["parallel", "poll_interval", "stages.0.timeout", "stages.1.name", "stages.1.units"]
-    )
+    # A stage is named by its name; one whose name is itself invalid keeps its name as
+    # written, since that is what the operator will search the file for.
+    assert sorted(paths) == sorted([
+        "parallel", "poll_interval", "stages[backups].timeout", "stages[bad name].name",
+        "stages[bad name].units",
+    ])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -176,7 +192,7 @@ def test_unsafe_unit_pattern_is_rejected(pattern: str, field: str) -> None:
     errors = errors_of({"stages": [stage(**{field: [pattern]})]})
 
     assert len(errors) == 1
-    assert errors[0].startswith(f"stages.0.{field}: ")
+    assert errors[0].startswith(f"stages[backups].{field}: ")
 
 
 @pytest.mark.parametrize("field", ["units", "extra_units", "exclude"])
@@ -203,7 +219,7 @@ def test_unknown_stage_override_is_reported_with_the_other_errors() -> None:
 
     errors = errors_of(data)
 
-    assert "paralel: unknown key" in errors
+    assert "paralel: unknown key; did you mean 'parallel'?" in errors
     assert "hosts.web1.stages.snapshot: no stage named 'snapshot'" in errors
 
 
@@ -217,10 +233,10 @@ def test_repeated_stage_names_are_rejected() -> None:
 @pytest.mark.parametrize(
     ("data", "path"),
     [
-        ({"stages": [stage(timeout=True)]}, "stages.0.timeout"),
-        ({"stages": [stage(timeout=-5)]}, "stages.0.timeout"),
-        ({"stages": [stage(max_parallel=0)]}, "stages.0.max_parallel"),
-        ({"stages": [stage(name="")]}, "stages.0.name"),
+        ({"stages": [stage(timeout=True)]}, "stages[backups].timeout"),
+        ({"stages": [stage(timeout=-5)]}, "stages[backups].timeout"),
+        ({"stages": [stage(max_parallel=0)]}, "stages[backups].max_parallel"),
+        ({"stages": [stage(name="")]}, "stages[0].name"),  # no name to use: the index
         ({"log_lines": 5000}, "log_lines"),
         ({"hosts": {"web1": {"become": "doas"}}}, "hosts.web1.become"),
     ],
@@ -353,7 +369,108 @@ def test_invalid_content_is_a_config_error_naming_the_file(tmp_path: Path) -> No
         load_config(path)
 
     assert caught.value.path == path
-    assert str(caught.value) == f"{path}: paralel: unknown key"
+    assert str(caught.value) == f"{path}: line 1: paralel: unknown key; did you mean 'parallel'?"
+
+
+CONFIG_WITH_MISTAKES = """\
+# comment
+parallel = 2
+
+[[stages]]
+name = "snapshots"
+timeout = "5m"
+units = ["sanoid.service"]
+
+[[stages]]
+name = "replication"
+timeout = "30m"
+units = ["syncoid-*.service"]
+critical = "yes"
+exlude = ["x"]
+
+[hosts.forge]
+ssh = "root@forge"
+bcome = "sudo"
+
+[hosts.forge.stages.replication]
+timeuot = "5m"
+
+[[preflight]]
+name = "disk"
+kind = "free_space"
+path = "/"
+min_free = "lots"
+
+[[stages]]
+name = "applications"
+units = ["restic-backups-*.service"]
+"""
+
+
+def test_file_errors_name_the_line_the_stage_and_the_key_meant(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_text(CONFIG_WITH_MISTAKES)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert caught.value.errors == (
+        "line 13: stages[replication].critical: Input should be a valid boolean, not 'yes'",
+        "line 14: stages[replication].exlude: unknown key; did you mean 'exclude'?",
+        "line 18: hosts.forge.bcome: unknown key; did you mean 'become'?",
+        "line 21: hosts.forge.stages.replication.timeuot: unknown key; did you mean 'timeout'?",
+        "line 27: preflight[disk].min_free: 'lots' is not a size; write e.g. 10GiB, 10G, 500MB "
+        "or 4096",
+        # A missing key has no line of its own: its table's header.
+        "line 29: stages[applications].timeout: Field required",
+    )
+    assert caught.value.exit_code == ExitCode.CONFIG
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        pytest.param({"stages": [stage(critical="yes")]}, "stages[backups].critical", id="bool"),
+        pytest.param({"stages": [stage(critical=1)]}, "stages[backups].critical", id="int-bool"),
+        pytest.param({"parallel": "4"}, "parallel", id="string-int"),
+        pytest.param({"parallel": 4.0}, "parallel", id="float-int"),
+        pytest.param({"stages": [stage(units="a.service")]}, "stages[backups].units", id="list"),
+        pytest.param({"hosts": {"web1": {"ssh": 22}}}, "hosts.web1.ssh", id="int-string"),
+        pytest.param({"receipts": {"journal": "false"}}, "receipts.journal", id="string-false"),
+    ],
+)
+def test_values_are_not_coerced(data: dict[str, Any], path: str) -> None:
+    (error,) = errors_of(data)
+
+    assert error.startswith(f"{path}: ")
+
+
+def test_a_path_is_written_as_a_string() -> None:
+    assert config_from('ssh_config = "/etc/ssh/guard_config"').ssh_config == Path(
+        "/etc/ssh/guard_config"
+    )
+
+
+def test_file_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_bytes(b"parallel = 2 # caf\xe9 latin-1\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert caught.value.path == path
+    assert caught.value.exit_code == ExitCode.CONFIG
+    assert str(caught.value).startswith(f"{path}: not UTF-8 text")
+
+
+def test_loaded_config_knows_its_file_and_defaults_have_none(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_text("parallel = 2\n")
+
+    config, _path = load_config(path)
+
+    assert config.source == path.absolute()
+    assert Config().source is None
 
 
 def test_loaded_file_returns_the_config_and_its_path(tmp_path: Path) -> None:
@@ -366,3 +483,40 @@ def test_loaded_file_returns_the_config_and_its_path(tmp_path: Path) -> None:
     assert config.parallel == 2
     assert config.hosts["web1"].ssh == "admin@web1:2222"
     assert config.hosts["web1"].tags == ["db"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"parallel = 2 # caf\xe9\n", "not UTF-8 text", id="latin-1"),
+        pytest.param(b"[[stages]]\nname = 'x'\ncritical = 'yes'\n", "line 3: stages[x]",
+                     id="strict"),
+    ],
+)  # fmt: skip
+def test_command_reports_a_bad_file_with_exit_3_and_no_traceback(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_bytes(content)
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy_guard", "plan", "--config", str(path), "forge"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert completed.returncode == ExitCode.CONFIG, completed.stderr
+    assert completed.stderr.startswith(f"error: {path}: ")
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_verbose_names_the_configuration_file_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-guard.toml"
+    path.write_text('[hosts.ghost]\nssh = "root@127.0.0.1:1"\n')  # nothing listens on port 1
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy_guard", "plan", "ghost", "--config", str(path), "-v"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert f"configuration: {path}" in completed.stderr

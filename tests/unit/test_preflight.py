@@ -379,7 +379,8 @@ def test_invalid_preflight_checks_are_rejected_with_their_key_path(
     with pytest.raises(ConfigError) as caught:
         parse_config({"preflight": [{"name": "c", **table}]})
 
-    assert "preflight.0" in str(caught.value)
+    assert "preflight[c]" in str(caught.value)  # the check's name, not its index
+    assert ".free_space" not in str(caught.value)  # nor the union's tag
     assert problem in str(caught.value)
 
 

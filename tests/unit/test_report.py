@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -76,6 +77,12 @@ def test_run_document_has_the_public_fields() -> None:
         "exit_code": 2,
     }
     assert [host["host"] for host in document["hosts"]] == ["web1", "db1"]
+
+
+def test_run_document_names_the_configuration_file_loaded() -> None:
+    assert run_json(report(WEB1))["config_file"] is None  # the built-in defaults
+    loaded = replace(report(WEB1), config_file="/srv/fleet/deploy-guard.toml")
+    assert run_json(loaded)["config_file"] == "/srv/fleet/deploy-guard.toml"
 
 
 def test_host_stage_and_unit_entries_have_the_public_fields() -> None:
