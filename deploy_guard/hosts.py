@@ -67,8 +67,9 @@ def resolve_targets(
         become = SUDO if entry and entry.become == "sudo" else ()
         specs = stage_specs(config, name, stages)
         targets.append(
-            HostTarget(name, destination, become, specs, ssh_config, tuple(config.preflight))
-        )
+            HostTarget(name, destination, become, specs, ssh_config, tuple(config.preflight),
+                       stage_subset=bool(set(known_stages) - set(stages or known_stages)))
+        )  # fmt: skip
     return tuple(targets)
 
 

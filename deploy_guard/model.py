@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     FRESH = "fresh"
     FAILED = "failed"
     TIMED_OUT = "timed-out"
+    # The run was ended from outside before it finished: a stop job (`systemctl stop`, a
+    # shutdown) or a signal, even when systemd calls that a clean exit (issue 11, case 2).
+    CANCELLED = "cancelled"
     SKIPPED = "skipped"
     NOT_STARTED = "not-started"
     # The engine lost sight of the run (host unreachable, no record found): never success.
@@ -116,6 +119,7 @@ class HostResult:
     reconnects: int = 0  # times the connection was lost and the host came back mid-run
     preflight: PreflightReport | None = None  # checks before stage 1; failed units then
     verification: object | None = None  # `apply`: verify.HostVerification after the deploy
+    stage_subset: bool = False  # --stage ran only some stages: proves no whole run
 
 
 @dataclass(frozen=True, slots=True)

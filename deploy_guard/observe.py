@@ -25,7 +25,7 @@ from typing import Final
 from deploy_guard import metrics, notify, receipts
 from deploy_guard.config import Config
 from deploy_guard.engine import HostTarget, in_parallel
-from deploy_guard.errors import DeployGuardError, ExitCode, TransportError
+from deploy_guard.errors import DeployGuardError, TransportError
 from deploy_guard.model import HostResult, RunReport
 from deploy_guard.report import dumps
 from deploy_guard.transport.base import Transport
@@ -137,8 +137,9 @@ def write_receipts(transport: Transport, host: HostResult, observation: Observat
                       timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
         document = receipts.receipt_document(report, host, revision)
         put_file(transport, directory / name, dumps(document).encode(), private=True)
-        if host.exit_code is ExitCode.OK:
-            document = receipts.last_success_document(report, host, revision)
+        backups_end = receipts.oldest_proven_backup(host)
+        if backups_end is not None:  # a whole proven run only (issue 11, case 7)
+            document = receipts.last_success_document(report, host, revision, backups_end)
             put_file(transport, directory / receipts.LAST_SUCCESS_NAME, dumps(document).encode(),
                      private=True)  # fmt: skip
         listing = transport.run(["ls", "-1A", "--", str(directory)], timeout=REMOTE_TIMEOUT,

@@ -35,6 +35,7 @@ _STYLE = {
     Outcome.FRESH: "green",
     Outcome.FAILED: "bold red",
     Outcome.TIMED_OUT: "bold red",
+    Outcome.CANCELLED: "bold red",
     Outcome.UNKNOWN: "bold red",
     Outcome.SKIPPED: "yellow",
     Outcome.NOT_STARTED: "dim",

@@ -26,6 +26,7 @@ from deploy_guard.transport.base import CommandResult
 
 MESSAGE_JOB_DONE: Final = "39f53479d3a045ac8e11786248231fbf"
 MESSAGE_JOB_FAILED: Final = "be02cf6855d2428ba40df7e9d022f03d"
+MESSAGE_UNIT_STOPPING: Final = "de5b426a63be47a7b6ac3eaac82e2f6f"
 EPOCH: Final = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 # systemd prints properties in its own order, not in -p order (FIELD-NOTES).
 _SHOW_ORDER: Final = (
@@ -142,6 +143,12 @@ class FakeHost:
     def trigger(self, name: str) -> None:
         """What a timer does: start the unit now, outside the guard."""
         self._begin(self.units[name], self._new_job())
+
+    def stop_from_outside(self, name: str) -> None:
+        """What someone else's `systemctl stop` does (an operator, a shutdown)."""
+        unit = self.units[name]
+        if unit.running:
+            self._stop(unit, self.clock.monotonic())
 
     def run(self, argv: Sequence[str], *, timeout: float, check: bool) -> CommandResult:
         now = self.clock.monotonic()
@@ -265,7 +272,9 @@ class FakeHost:
         start_job = {"JOB_ID": str(job), "JOB_TYPE": "start"}
         if not unit.condition_met:
             unit.condition = "no"
-            skipped = {**start_job, "JOB_RESULT": "done", "INVOCATION_ID": ""}
+            # The unit's current id: the previous run's when it ran and is still loaded,
+            # empty when it never ran or was collected (testbed, systemd 252; issue 11).
+            skipped = {**start_job, "JOB_RESULT": "done", "INVOCATION_ID": unit.invocation}
             self._pid1(now, unit, MESSAGE_JOB_DONE, f"{unit.name} {_SKIPPED}", skipped)
             return
         self._invocations += 1
@@ -291,6 +300,10 @@ class FakeHost:
         if unit.active == "deactivating":
             return
         unit.job = self._new_job()  # the stop job; a queued or running start job is cancelled
+        if unit.type != "oneshot":  # testbed: a stopped oneshot logs no "Stopping" message
+            stopping = {"JOB_ID": str(unit.job), "JOB_TYPE": "stop",
+                        "INVOCATION_ID": unit.invocation}  # fmt: skip
+            self._pid1(now, unit, MESSAGE_UNIT_STOPPING, f"Stopping {unit.name}...", stopping)
         if unit.ignores_sigterm:
             unit.active, unit.sub = "deactivating", "stop-sigterm"
         else:
@@ -304,9 +317,11 @@ class FakeHost:
             unit.code, unit.status = 1, unit.exit_status
             unit.result = "success" if unit.exit_status == 0 else "exit-code"
         else:
-            # SIGTERM is a clean exit for a service: Result=success, "Deactivated successfully".
+            # SIGTERM is a clean exit for Type=simple (Result=success, "Deactivated
+            # successfully"), not for a oneshot (Result=signal; testbed, issue 11).
             unit.code, unit.status = 2, 15 if how == "sigterm" else 9
-            unit.result = "success" if how == "sigterm" else "signal"
+            clean = how == "sigterm" and unit.type != "oneshot"
+            unit.result = "success" if clean else "signal"
         self._output(at, unit, f"backup ended with status {unit.status}")
         invocation = {"INVOCATION_ID": unit.invocation}
         start_job = {"JOB_ID": str(job), "JOB_TYPE": "start", **invocation}
