@@ -6,6 +6,7 @@ here is the engine's own notion of time, and "how long did the stage take" is ex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
@@ -646,3 +647,21 @@ def test_unreadable_journal_makes_a_run_shown_successful_unknown(clock: FakeCloc
     judged = results(run)[unit.name]
     assert judged.outcome is Outcome.UNKNOWN
     assert "insufficient permissions" in (judged.reason or "")
+
+
+# -- issue 11, case 6: units the host's manifest requires ---------------------------------------
+
+
+def test_masked_unit_the_manifest_requires_fails_the_host_naming_it(clock: FakeClock) -> None:
+    masked = SimUnit("restic-backups-etc.service", file_state="masked")
+    host = FakeHost("web1", clock, [SimUnit("restic-backups-home.service"), masked])
+    host.files["/etc/deploy-guard/manifest.json"] = json.dumps({"schema_version": 1, "stages": [
+        {"name": "applications",
+         "units": ["restic-backups-home.service", "restic-backups-etc.service"]}]})  # fmt: skip
+    specs = (spec("applications", "restic-backups-*"),)
+
+    result = host_result(guard({"web1": host}, clock, specs), "web1")
+
+    assert result.exit_code is ExitCode.CRITICAL
+    assert "restic-backups-etc.service (masked)" in (result.error or "")
+    assert host.commands("start") == []
