@@ -101,7 +101,9 @@ def _exclusion_reason(
 ) -> str | None:
     if is_template(unit):
         return "template unit (needs an instance name)"
-    if state in ("masked", "masked-runtime"):
+    if state in ("masked", "masked-runtime") and not spec.manifest:
+        # A unit the host's manifest requires stays planned, and fails for being masked
+        # (issue 11, case 6): silently leaving it out would make its stage green.
         return "masked"
     if (pattern := first_match(unit, spec.exclude)) is not None:
         return f"matches exclude pattern {pattern}"
@@ -162,9 +164,13 @@ def with_manifest(specs: Sequence[StageSpec], manifest: Manifest) -> tuple[Stage
             result.append(spec)
             continue
         timeout = stage.timeout_seconds or spec.timeout_s
-        # An empty manifest stage is the host saying "no backup of this kind here", not a
-        # pattern that found nothing: allowed (with the usual warning), even when critical.
-        allow_empty = spec.allow_empty or not stage.units
+        # An empty manifest stage is the host saying "no backup of this kind here": allowed
+        # (with the usual warning) when the stage is not critical, or when the manifest says
+        # so (`allow_empty`); a critical stage emptied by a broken build must not go green
+        # (issue 11, case 6).
+        allow_empty = spec.allow_empty or (
+            not stage.units and (not spec.critical or stage.allow_empty)
+        )
         result.append(replace(spec, patterns=stage.units, exclude=(), timeout_s=timeout,
                               allow_empty=allow_empty, manifest=True))  # fmt: skip
     for stage in by_name.values():

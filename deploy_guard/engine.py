@@ -62,6 +62,9 @@ class HostTarget:
     # Who switches the system (apply's nixos-rebuild --target-host): `deploy_target`, else the
     # flake inventory's target; None: none is known, the guard destination is used.
     deploy_destination: str | None = None
+    # --stage left some configured stages out: the run cannot prove the whole host (no
+    # last-success receipt, no last-success metric; issue 11, case 7).
+    stage_subset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +115,29 @@ def _not_started(stage: StagePlan, reason: str) -> StageResult:
     return StageResult(stage.name, stage.critical, StageOutcome.NOT_STARTED, units, reason)
 
 
-def _empty_stage(stage: StagePlan, host: str, emit: EventSink) -> StageResult:
+def _empty_stage(stage: StagePlan, host: str, warnings: list[str]) -> StageResult:
     if stage.critical and not stage.allow_empty:
         reason = "no unit matched this critical stage (set allow_empty = true if that is expected)"
         return StageResult(stage.name, True, StageOutcome.FAILED, (), reason)
-    emit(HostWarning(host, f"stage {stage.name}: no unit matched {', '.join(stage.unmatched)}"))
+    # In the report too (hosts[].warnings), not only in the live view (issue 11, case 5).
+    what = ", ".join(stage.unmatched) or "(the host's manifest lists no unit)"
+    warnings.append(f"stage {stage.name}: no unit matched {what}")
     return StageResult(stage.name, stage.critical, StageOutcome.SUCCEEDED, (), "no unit matched")
 
 
+def nothing_guarded(plan: HostPlan) -> str | None:
+    """Issue 11, case 5: a host where no stage has a unit to run (every stage empty, or
+    disabled for it) proves nothing. The reason, unless every stage it has left says
+    allow_empty = true."""
+    if any(stage.units for stage in plan.stages):
+        return None
+    if plan.stages and all(stage.allow_empty for stage in plan.stages):
+        return None
+    return f"no backup unit found on {plan.host}"
+
+
 def _run_stages(
-    plan: HostPlan, context: StageContext
+    plan: HostPlan, context: StageContext, warnings: list[str]
 ) -> tuple[tuple[StageResult, ...], str | None]:
     host, emit = plan.host, context.emit
     results: list[StageResult] = []
@@ -136,7 +152,10 @@ def _run_stages(
             run = run_stage(context, stage)
             result, error = run.result, run.fatal
         else:
-            result = _empty_stage(stage, host, emit)
+            before = len(warnings)
+            result = _empty_stage(stage, host, warnings)
+            for warning in warnings[before:]:
+                emit(HostWarning(host, warning))
         results.append(result)
         emit(StageFinished(host, result))
         if error is not None:
@@ -182,7 +201,8 @@ def run_host(
             stages = tuple(_not_started(stage, reason) for stage in plan.stages)
             return HostResult(target.name, ExitCode.CRITICAL, stages, error=reason,
                               preflight=preflight)  # fmt: skip
-        stages, error = _run_stages(plan, stage_context)
+        warnings: list[str] = []
+        stages, error = _run_stages(plan, stage_context, warnings)
     except DeployGuardError as exc:
         return HostResult(target.name, ExitCode.CRITICAL, error=host_error(exc, target.name))
     except Exception as exc:
@@ -195,9 +215,12 @@ def run_host(
         code = ExitCode.INTERRUPTED
     else:
         code = ExitCode.CRITICAL if error else host_exit_code(stages)
-    return HostResult(target.name, code, stages, error=error, warnings=tuple(recovery.notes),
+    if error is None and (nothing := nothing_guarded(plan)) is not None:
+        code, error = max(code, ExitCode.PARTIAL), nothing
+    warnings += recovery.notes
+    return HostResult(target.name, code, stages, error=error, warnings=tuple(warnings),
                       reconnects=recovery.reconnects, preflight=preflight,
-                      boot_ids=recovery.boot_ids)  # fmt: skip
+                      boot_ids=recovery.boot_ids, stage_subset=target.stage_subset)  # fmt: skip
 
 
 def plan_hosts(

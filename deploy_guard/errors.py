@@ -148,3 +148,7 @@ class HostProtocolError(DeployGuardError):
         self.host = host
         self.reason = reason
         super().__init__(f"{host}: {reason}")
+
+
+class JournalUnreadable(HostProtocolError):
+    """journalctl could not read the journal: what only the journal proves is unproven."""

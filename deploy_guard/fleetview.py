@@ -33,6 +33,7 @@ STYLE: Final = {
     Outcome.FRESH: "green",
     Outcome.FAILED: "bold red",
     Outcome.TIMED_OUT: "bold red",
+    Outcome.CANCELLED: "bold red",
     Outcome.UNKNOWN: "bold red",
     Outcome.SKIPPED: "yellow",
     Outcome.NOT_STARTED: "dim",

@@ -1,8 +1,10 @@
 """How recently each unit last ran, from systemd's own records: for `--max-age` and `status`.
 
-Pure. The proof of a past success is the journal's "Deactivated successfully" message for
-that invocation (or, when the journal is silent, the loaded unit's own properties), never a
-cache of ours. A unit whose last recorded run failed, or that has no record, is not fresh.
+Pure. The proof of a past success is the journal's record of one whole run: the "Starting"
+or "Started" message of an invocation and its "Deactivated successfully", with no stop job
+for it (issue 11, case 8); or, when the journal is silent, the loaded unit's own properties
+(ConditionResult=yes, ExecMainCode=exited, ExecMainStatus=0). Never a cache of ours. A unit
+whose last recorded run failed, was stopped, or has no such record, is not fresh.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from deploy_guard.systemd.parse import (
+    MESSAGE_JOB_DONE,
     MESSAGE_UNIT_FAILURE,
+    MESSAGE_UNIT_STARTING,
     MESSAGE_UNIT_SUCCESS,
     JournalEntry,
     UnitState,
+    is_condition_skip,
 )
+from deploy_guard.verdict import CLD_EXITED
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,8 @@ def last_runs(
 ) -> dict[str, LastRun]:
     """The latest finished run of each unit: the newest terminal journal message, or the
     loaded unit's properties when they describe a finished run the journal does not show."""
+    entries = tuple(entries)
+    started, stopped = _started_and_stopped(entries)
     runs: dict[str, LastRun] = {}
     for entry in entries:
         if entry.message_id not in (MESSAGE_UNIT_SUCCESS, MESSAGE_UNIT_FAILURE):
@@ -47,6 +55,11 @@ def last_runs(
             continue
         succeeded = entry.message_id == MESSAGE_UNIT_SUCCESS
         result = "success" if succeeded else (entry.unit_result or "failed")
+        if succeeded and entry.invocation_id in stopped:
+            # SIGTERM is a clean exit for Type=simple: a stopped run ends "successfully".
+            succeeded, result = False, "stopped"
+        elif succeeded and entry.invocation_id not in started:
+            succeeded, result = False, "unproven (no start of that run in the journal)"
         runs[entry.unit] = LastRun(entry.unit, succeeded, result, entry.invocation_id or None,
                                    entry.timestamp, "journal")  # fmt: skip
     for unit, state in states.items():
@@ -57,11 +70,36 @@ def last_runs(
     return runs
 
 
+def _started_and_stopped(entries: Iterable[JournalEntry]) -> tuple[set[str], set[str]]:
+    """Invocations with a recorded start ("Starting", or a start job done), and those that a
+    stop job ended."""
+    started: set[str] = set()
+    stopped: set[str] = set()
+    for entry in entries:
+        if not entry.invocation_id:
+            continue
+        if entry.job_type == "stop":
+            stopped.add(entry.invocation_id)
+        elif entry.message_id == MESSAGE_UNIT_STARTING or (
+            # Type=simple logs no "Starting", only "Started" (job done; testbed). An unmet
+            # condition logs a job-done message too, with the previous run's id: not a start.
+            entry.message_id == MESSAGE_JOB_DONE and entry.job_type == "start"
+            and entry.job_result == "done" and not is_condition_skip(entry)
+        ):  # fmt: skip
+            started.add(entry.invocation_id)
+    return started, stopped
+
+
 def _from_show(unit: str, state: UnitState) -> LastRun | None:
     finished = state.active_state in ("inactive", "failed") and state.job_id is None
     if not finished or not state.invocation_id or state.exec_main_exit is None:
         return None  # garbage-collected or never ran: defaults prove nothing
-    succeeded = state.active_state == "inactive" and state.result == "success"
+    if state.condition_result is not True:
+        return None  # the last start was skipped: these properties are an older run's
+    succeeded = (
+        state.active_state == "inactive" and state.result == "success"
+        and state.exec_main_code == CLD_EXITED and state.exec_main_status == 0
+    )  # fmt: skip
     return LastRun(unit, succeeded, state.result, state.invocation_id, state.exec_main_exit, "show")
 
 

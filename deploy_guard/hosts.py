@@ -78,8 +78,9 @@ def resolve_targets(
         )
         preflight = tuple(config.preflight)
         targets.append(
-            HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination)
-        )
+            HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination,
+                       stage_subset=bool(set(known_stages) - set(stages or known_stages)))
+        )  # fmt: skip
     return tuple(targets)
 
 

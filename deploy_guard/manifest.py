@@ -74,6 +74,11 @@ class ManifestStage(_Strict):
         description="Deadline of each unit of this stage, counted from its start (e.g. 90s, "
         "5m, 1h30m); null leaves it to the workstation's configuration",
     )
+    allow_empty: bool = Field(
+        False,
+        description="The host declares it has no backup of this kind: an empty `units` list "
+        "is then not a failure even when the stage is critical",
+    )
 
     @field_validator("units")
     @classmethod

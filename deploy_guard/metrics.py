@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from deploy_guard.errors import ExitCode
 from deploy_guard.model import HostResult, RunReport, UnitResult
+from deploy_guard.receipts import oldest_proven_backup
 
 TEXTFILE_NAME: Final = "deploy_guard.prom"
 
@@ -87,7 +87,8 @@ def _unit_times(host: HostResult, report: RunReport, previous: PreviousMetrics) 
 
 HELP: Final = {
     RUN_LAST: "When the last guard run on this host ended",
-    RUN_LAST_SUCCESS: "When the last guard run that succeeded on this host ended (0: never)",
+    RUN_LAST_SUCCESS: "When the oldest backup of the last whole proven guard run of this host "
+    "ended (0: never)",
     RUN_DURATION: "How long the last guard run took",
     RUN_EXIT_CODE: "This host's exit code in the last run (0 ok, 1 partial, 2 critical)",
     UNIT_SUCCESS: "1 when the unit's run was proven successful in the last run, else 0",
@@ -107,9 +108,11 @@ def render(report: RunReport, host: HostResult, previous: PreviousMetrics) -> by
     units = {name: Gauge(name, HELP[name], UNIT_LABELS, registry=registry)
              for name in (UNIT_SUCCESS, UNIT_DURATION, UNIT_LAST_SUCCESS)}  # fmt: skip
     finished = report.finished_at.timestamp()
-    succeeded = host.exit_code is ExitCode.OK
+    backups_end = oldest_proven_backup(host)  # a whole proven run only (issue 11, case 7)
     run[RUN_LAST].set(finished)
-    run[RUN_LAST_SUCCESS].set(finished if succeeded else previous.run_last_success)
+    run[RUN_LAST_SUCCESS].set(
+        backups_end.timestamp() if backups_end is not None else previous.run_last_success
+    )
     run[RUN_DURATION].set((report.finished_at - report.started_at).total_seconds())
     run[RUN_EXIT_CODE].set(int(host.exit_code))
     for stage in host.stages:

@@ -24,6 +24,9 @@ class Outcome(StrEnum):
     FRESH = "fresh"
     FAILED = "failed"
     TIMED_OUT = "timed-out"
+    # The run was ended from outside before it finished: a stop job (`systemctl stop`, a
+    # shutdown) or a signal, even when systemd calls that a clean exit (issue 11, case 2).
+    CANCELLED = "cancelled"
     SKIPPED = "skipped"
     NOT_STARTED = "not-started"
     # The engine lost sight of the run (host unreachable, no record found): never success.
@@ -118,6 +121,7 @@ class HostResult:
     verification: object | None = None  # `apply`: verify.HostVerification after the deploy
     # The boot id when the run began, and the new one if the host rebooted mid-run.
     boot_ids: tuple[str, ...] = ()
+    stage_subset: bool = False  # --stage ran only some stages: proves no whole run
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from deploy_guard.config import Config
 from deploy_guard.engine import HostTarget, in_parallel
 from deploy_guard.errors import (
     DeployGuardError,
-    ExitCode,
     TransportError,
     describe_exception,
     internal_error,
@@ -143,8 +142,9 @@ def write_receipts(transport: Transport, host: HostResult, observation: Observat
                       timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
         document = receipts.receipt_document(report, host, revision)
         put_file(transport, directory / name, dumps(document).encode(), private=True)
-        if host.exit_code is ExitCode.OK:
-            document = receipts.last_success_document(report, host, revision)
+        backups_end = receipts.oldest_proven_backup(host)
+        if backups_end is not None:  # a whole proven run only (issue 11, case 7)
+            document = receipts.last_success_document(report, host, revision, backups_end)
             put_file(transport, directory / receipts.LAST_SUCCESS_NAME, dumps(document).encode(),
                      private=True)  # fmt: skip
         listing = transport.run(["ls", "-1A", "--", str(directory)], timeout=REMOTE_TIMEOUT,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Final
 
 from deploy_guard.errors import ExitCode
-from deploy_guard.model import HostResult, RunReport
+from deploy_guard.model import HostResult, RunReport, StageOutcome
 from deploy_guard.report import Json, host_json, override_json, time_text
 
 RECEIPTS_DIRECTORY: Final = "/var/lib/deploy-guard/receipts"
@@ -72,16 +73,42 @@ def receipt_document(report: RunReport, host: HostResult, git_revision: str | No
     }
 
 
-def last_success_document(report: RunReport, host: HostResult, git_revision: str | None) -> Json:
-    """`last-success.json`: the last run in which every unit of this host succeeded."""
+def oldest_proven_backup(host: HostResult) -> datetime | None:
+    """When the oldest backup of a whole proven run of ``host`` ended, or None.
+
+    A whole proven run (issue 11, case 7): every configured stage of the host ran (no
+    `--stage` subset, no host error), every unit succeeded or was proven `fresh`, and at
+    least one unit did. Its time is the end of its oldest backup (a `fresh` unit's own
+    earlier run counts with that run's end), not the time the guard finished.
+    """
+    if host.exit_code is not ExitCode.OK or host.error is not None or host.stage_subset:
+        return None
+    units = [unit for stage in host.stages for unit in stage.units]
+    whole = all(stage.outcome in (StageOutcome.SUCCEEDED, StageOutcome.FRESH)
+                for stage in host.stages)  # fmt: skip
+    if not units or not whole or not all(unit.outcome.is_success for unit in units):
+        return None
+    ends = [unit.finished_at for unit in units]
+    if any(end is None for end in ends):
+        return None
+    return min(end for end in ends if end is not None)
+
+
+def last_success_document(
+    report: RunReport, host: HostResult, git_revision: str | None, backups_end: datetime
+) -> Json:
+    """`last-success.json`: the last whole proven run of this host. `finished_at` (and
+    `finished_at_epoch`, which the NixOS module's requireFreshBackup reads) is when the
+    oldest backup of that run ended; `guard_finished_at` is when the guard itself ended."""
     return {
         "schema": RECEIPT_SCHEMA,
         "host": host.host,
         "run_id": report.run_id,
         "command": report.command,
         "started_at": time_text(report.started_at),
-        "finished_at": time_text(report.finished_at),
-        "finished_at_epoch": int(report.finished_at.timestamp()),
+        "finished_at": time_text(backups_end),
+        "finished_at_epoch": int(backups_end.timestamp()),
+        "guard_finished_at": time_text(report.finished_at),
         "git_revision": git_revision,
     }
 

@@ -19,6 +19,7 @@ from deploy_guard.errors import (
     HostRebooted,
     HostUnreachable,
     Interrupted,
+    JournalUnreadable,
     without_host,
 )
 from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
@@ -102,6 +103,9 @@ MANIFEST_UNIT_MISSING: Final = (
 def _load_problem(state: UnitState, source: str) -> tuple[Outcome, str] | None:
     if state.load_state == "not-found" and source == "manifest":
         return Outcome.FAILED, MANIFEST_UNIT_MISSING
+    if state.load_state != "loaded" and source == "manifest":
+        return Outcome.FAILED, (f"listed in the host's manifest but systemd cannot start it "
+                                f"(LoadState={state.load_state})")  # fmt: skip
     if state.load_state == "not-found":
         return Outcome.FAILED, "no such unit on the host"
     if state.load_state != "loaded":
@@ -165,8 +169,9 @@ class _StageRunner:
             return
         self.checking = list(self.queue)
         states = dict(zip(self.queue, self.client.show(self.queue), strict=True))
-        # A little wider than max_age: the exact age is computed on the host's clock below.
-        entries = self.client.finished_runs(self.queue, since_seconds=max_age + 5)
+        # Every boot, not only max_age: a fresh run must show its start too (issue 11, case 8),
+        # and a long run's start can be older than max_age.
+        entries = self.client.finished_runs(self.queue, since_seconds=None, with_starts=True)
         now = self.client.host_time()
         self.checking = []
         fresh = fresh_units(last_runs(entries, states), states, now, max_age)
@@ -239,7 +244,13 @@ class _StageRunner:
     def _poll(self) -> None:
         units = list(self.watches)
         states = dict(zip(units, self.client.show(units), strict=True))
-        entries, self.cursor = self.client.journal_since(self.cursor, units)
+        try:
+            entries, self.cursor = self.client.journal_since(self.cursor, units)
+            unreadable = None
+        except JournalUnreadable as exc:  # the cursor stays: a later read sees what we missed
+            entries, unreadable = (), exc.reason
+        for unit in units:
+            self.watches[unit].journal.unreadable = unreadable
         for entry in entries:
             if entry.unit in self.watches:
                 self.watches[entry.unit].journal.add(entry)

@@ -7,9 +7,11 @@ successful. Everything else is something else: still running, skipped, failed, o
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
+from typing import Final
 
 from deploy_guard.model import Outcome
 from deploy_guard.systemd.parse import (
@@ -36,6 +38,11 @@ class Tracking:
     seen_invocation: str = ""
 
 
+# `ExecMainCode=` is the siginfo code of the main process's end: CLD_EXITED (1) when it
+# exited on its own, CLD_KILLED (2) or CLD_DUMPED (3) when a signal ended it.
+CLD_EXITED: Final = 1
+
+
 @dataclass(slots=True)
 class UnitJournal:
     """systemd's journal messages about one unit since the stage began, indexed."""
@@ -43,10 +50,16 @@ class UnitJournal:
     job_started: dict[int, JournalEntry] = field(default_factory=dict)
     job_done: dict[int, JournalEntry] = field(default_factory=dict)
     terminal: dict[str, JournalEntry] = field(default_factory=dict)
+    # The first stop job message ("Stopping X...") of each invocation: someone stopped it.
+    stop_jobs: dict[str, JournalEntry] = field(default_factory=dict)
+    # Why the journal could not be read, when it could not: the proof is then incomplete.
+    unreadable: str | None = None
 
     def add(self, entry: JournalEntry) -> None:
         """Index one entry (entries that tell us nothing are ignored)."""
-        if entry.job_id is not None and entry.job_type == "start":
+        if entry.job_type == "stop" and entry.invocation_id:
+            self.stop_jobs.setdefault(entry.invocation_id, entry)
+        elif entry.job_id is not None and entry.job_type == "start":
             if entry.job_result:
                 self.job_done[entry.job_id] = entry
             elif entry.message_id == MESSAGE_UNIT_STARTING:
@@ -83,12 +96,20 @@ class Judgement:
 
 
 def _journal_invocation(tracking: Tracking, journal: UnitJournal) -> str | None:
-    """The run our own start job created or merged into, per systemd's messages about it."""
+    """The run our own start job created or merged into, per systemd's messages about it.
+
+    A job that created no run (an unmet condition) still logs the unit's current
+    INVOCATION_ID, which is the previous run's (issue 11, case 1): an id equal to the
+    baseline is that earlier run, never ours, unless we joined that very run.
+    """
     if tracking.job_id is None:
         return None
     for entry in (journal.job_started.get(tracking.job_id), journal.job_done.get(tracking.job_id)):
-        if entry is not None and entry.invocation_id:
-            return entry.invocation_id
+        if entry is None or not entry.invocation_id:
+            continue
+        if entry.invocation_id == tracking.baseline_invocation and not tracking.joined:
+            continue
+        return entry.invocation_id
     return None
 
 
@@ -124,21 +145,77 @@ def _from_state(invocation: str, state: UnitState | None) -> Judgement | None:
     if not finished:
         return None
     succeeded = state.active_state != "failed" and state.result == "success"
+    killed = _signal_end(state)
+    reason: str | None
+    if killed is not None and state.result in ("success", "signal"):
+        # SIGTERM is a clean exit for Type=simple (Result=success): stopped, not finished.
+        outcome, reason = Outcome.CANCELLED, killed
+    elif succeeded and (state.exec_main_code != CLD_EXITED or state.exec_main_status != 0):
+        # Success from `show` alone needs the main process's own clean exit (issue 11, case 3).
+        outcome = Outcome.UNKNOWN
+        reason = (f"systemd says Result=success but ExecMainCode={state.exec_main_code} "
+                  f"ExecMainStatus={state.exec_main_status}: no proven clean exit")  # fmt: skip
+    else:
+        outcome = Outcome.SUCCEEDED if succeeded else Outcome.FAILED
+        reason = None if succeeded else f"systemd result {state.result}"
     return Judgement(
         Phase.DONE,
         invocation,
-        Outcome.SUCCEEDED if succeeded else Outcome.FAILED,
+        outcome,
         state.result,
         state.exec_main_status,
-        reason=None if succeeded else f"systemd result {state.result}",
+        reason=reason,
         started_at=state.exec_main_start,
         finished_at=state.exec_main_exit,
     )
 
 
-def _from_journal(tracking: Tracking, invocation: str, journal: UnitJournal) -> Judgement | None:
+def _signal_name(number: int | None) -> str:
+    try:
+        return signal.Signals(number or 0).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _signal_end(state: UnitState) -> str | None:
+    """ "main process killed by SIGTERM" when `show` says a signal ended the main process."""
+    if state.exec_main_code is None or state.exec_main_code == CLD_EXITED:
+        return None
+    if state.exec_main_code not in (2, 3):  # CLD_KILLED, CLD_DUMPED
+        return None
+    return f"main process killed by {_signal_name(state.exec_main_status)}"
+
+
+def _stopped(invocation: str, journal: UnitJournal) -> str | None:
+    """ "stopped by stop job N (...)" when the journal shows a stop job for this run."""
+    entry = journal.stop_jobs.get(invocation)
+    if entry is None:
+        return None
+    job = f" {entry.job_id}" if entry.job_id is not None else ""
+    what = f" ({entry.message})" if entry.message else ""
+    return f"stopped by stop job{job}{what}"
+
+
+def _cancelled(invocation: str, state: UnitState | None, journal: UnitJournal) -> str | None:
+    """Why this run was ended from outside (a stop job or a signal), or None."""
+    killed = _signal_end(state) if state is not None and state.invocation_id == invocation else None
+    stopped = _stopped(invocation, journal)
+    parts = [part for part in (stopped, killed) if part]
+    return "; ".join(parts) or None
+
+
+def _from_journal(
+    tracking: Tracking, invocation: str, state: UnitState | None, journal: UnitJournal
+) -> Judgement | None:
     terminal = journal.terminal.get(invocation)
+    cancelled = _cancelled(invocation, state, journal)
     if terminal is not None:
+        result = "success" if terminal.message_id == MESSAGE_UNIT_SUCCESS else (
+            terminal.unit_result or "failed")  # fmt: skip
+        if cancelled is not None and result in ("success", "signal"):
+            # Issue 11, case 2: "Deactivated successfully" after a stop is not a finished backup.
+            return Judgement(Phase.DONE, invocation, Outcome.CANCELLED, result,
+                             reason=cancelled, finished_at=terminal.timestamp)  # fmt: skip
         if terminal.message_id == MESSAGE_UNIT_SUCCESS:
             return Judgement(
                 Phase.DONE, invocation, Outcome.SUCCEEDED, "success",
@@ -151,12 +228,18 @@ def _from_journal(tracking: Tracking, invocation: str, journal: UnitJournal) -> 
     done = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
     if done is None or done.invocation_id != invocation:
         return None
+    if done.job_result == "canceled" or (done.job_result != "done" and cancelled is not None):
+        return Judgement(
+            Phase.DONE, invocation, Outcome.CANCELLED, done.job_result,
+            reason=cancelled or f"start job canceled ({done.message})",
+            finished_at=done.timestamp,
+        )  # fmt: skip
     if done.job_result != "done":
         return Judgement(
             Phase.DONE, invocation, Outcome.FAILED, done.job_result,
             reason=done.message, finished_at=done.timestamp,
         )  # fmt: skip
-    if tracking.unit_type == "oneshot":
+    if tracking.unit_type == "oneshot" and cancelled is None:
         # A oneshot's start job completes only after its ExecStart= processes exited
         # successfully; for other types "done" only means "started".
         return Judgement(
@@ -192,13 +275,22 @@ def _enriched(
     )
 
 
+def _unproven_without_journal(done: Judgement, journal: UnitJournal) -> Judgement:
+    """Issue 11, case 4: with an unreadable journal, `show` alone cannot prove a success
+    (a stop job, a condition skip, a run that was not ours leave no mark there)."""
+    if journal.unreadable is None or done.outcome is not Outcome.SUCCEEDED:
+        return done
+    reason = f"the journal could not be read ({journal.unreadable}): the run is unproven"
+    return replace(done, outcome=Outcome.UNKNOWN, reason=reason)
+
+
 def judge(tracking: Tracking, state: UnitState | None, journal: UnitJournal) -> Judgement:
     """Decide where a unit stands, from the latest `show` state and the journal so far."""
     invocation = _our_invocation(tracking, state, journal)
     if invocation is not None:
-        done = _from_journal(tracking, invocation, journal) or _from_state(invocation, state)
+        done = _from_journal(tracking, invocation, state, journal) or _from_state(invocation, state)
         if done is not None:
-            return _enriched(done, tracking, state, journal)
+            return _unproven_without_journal(_enriched(done, tracking, state, journal), journal)
         # The run is ours but `show` no longer describes it (garbage-collected) and the journal
         # has no end for it yet: wait for the journal, within the evidence grace.
         gone = state is None or (

@@ -95,6 +95,7 @@ let
       inherit name;
       units = stageUnits name;
       inherit (cfg.stages.${name}) timeout;
+      allow_empty = cfg.stages.${name}.allowEmpty;
     }) stageOrder;
   };
 
@@ -189,6 +190,14 @@ let
       description = ''
         Deadline of each unit of the ${name} stage, counted from its start (`90s`, `5m`,
         `1h30m`). `null` leaves it to the workstation's deploy-guard configuration.
+      '';
+    };
+    allowEmpty = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        This host has no backup of the ${name} kind, on purpose: an empty ${name} stage is then
+        not a failure even when the workstation's configuration makes the stage critical.
       '';
     };
   };

@@ -154,7 +154,8 @@ def _failed_before_deploy(host: HostResult) -> PreflightReport | None:
     if host.preflight is None:
         return None
     failed_backups = {unit.unit for stage in host.stages for unit in stage.units
-                      if unit.outcome in (Outcome.FAILED, Outcome.TIMED_OUT)}  # fmt: skip
+                      if unit.outcome in (Outcome.FAILED, Outcome.TIMED_OUT,
+                                          Outcome.CANCELLED)}  # fmt: skip
     units = tuple(sorted({*host.preflight.failed_units, *failed_backups}))
     return replace(host.preflight, failed_units=units)
 

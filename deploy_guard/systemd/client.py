@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-from deploy_guard.errors import HostProtocolError
+from deploy_guard.errors import HostProtocolError, JournalUnreadable
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
@@ -151,8 +151,9 @@ class SystemdClient:
     ) -> tuple[tuple[JournalEntry, ...], str | None]:
         """systemd's own messages (PID 1) about ``units`` after ``cursor``; the new cursor.
 
-        An unreadable journal yields no entries: the engine then relies on `show` alone and
-        cannot prove what it cannot see (fail closed).
+        Raises:
+            JournalUnreadable: journalctl failed; the engine then cannot prove a success
+                (issue 11, case 4: `show` alone is not enough).
         """
         if not units:
             return (), cursor
@@ -169,8 +170,9 @@ class SystemdClient:
         argv += ["_PID=1", *(f"UNIT={unit}" for unit in units)]
         result = self._run(argv, check=False)
         if not result.ok:
-            log.warning("%s: cannot read the journal: %s", self.host, result.stderr.strip())
-            return (), cursor
+            reason = result.stderr.strip() or f"journalctl exited with status {result.exit_status}"
+            log.warning("%s: cannot read the journal: %s", self.host, reason)
+            raise JournalUnreadable(self.host, reason)
         parsed = self._parsed("journal", lambda: parse.parse_journal(result.stdout))
         entries = tuple(entry for entry in parsed if entry.cursor != cursor)
         return entries, (entries[-1].cursor if entries else cursor)
@@ -206,7 +208,8 @@ class SystemdClient:
     ) -> tuple[JournalEntry, ...]:
         """systemd's "Deactivated successfully" / "Failed with result" messages about
         ``units``, in every boot the journal keeps, newest ``limit`` (within the window);
-        ``with_starts`` adds the "Starting" and job-done messages, to measure durations."""
+        ``with_starts`` adds the "Starting", job-done and "Stopping" messages: to measure
+        durations, and to prove a success was a whole run nobody stopped (freshness)."""
         if not units:
             return ()
         argv = [
@@ -223,6 +226,7 @@ class SystemdClient:
                 (
                     f"MESSAGE_ID={parse.MESSAGE_UNIT_STARTING}",
                     f"MESSAGE_ID={parse.MESSAGE_JOB_DONE}",
+                    f"MESSAGE_ID={parse.MESSAGE_UNIT_STOPPING}",
                 )
                 if with_starts
                 else ()

@@ -17,6 +17,8 @@ MESSAGE_UNIT_SUCCESS: Final = "7ad2d189f7e94e70a38c781354912448"
 MESSAGE_UNIT_FAILURE: Final = "d9b373ed55a64feb8242e02dbe79a49c"
 # "Started/Finished X." and friends: a job completed (JOB_RESULT=done) with its INVOCATION_ID.
 MESSAGE_JOB_DONE: Final = "39f53479d3a045ac8e11786248231fbf"
+# "Stopping X...": a stop job began (JOB_TYPE=stop, with the INVOCATION_ID of the run it ends).
+MESSAGE_UNIT_STOPPING: Final = "de5b426a63be47a7b6ac3eaac82e2f6f"
 
 SHOW_PROPERTIES: Final = (
     "Id",
@@ -144,11 +146,10 @@ def _blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-# Properties whose absence would change a verdict: systemctl prints every property asked for
-# with -p, empty or not, so a block without one of them is cut short, not "empty".
-_REQUIRED_PROPERTIES: Final = (
-    "Id", "LoadState", "ActiveState", "SubState", "Result", "Type", "InvocationID", "Job",
-)  # fmt: skip
+# systemctl prints every property asked for with -p, empty or not, so a block without one of
+# them is cut short, not "empty": refused whole (issue 11, case 3: a block cut before
+# ExecMainCode/ExecMainStatus must never let `show` prove a success).
+_REQUIRED_PROPERTIES: Final = SHOW_PROPERTIES
 _INVOCATION_ID: Final = re.compile(r"(?:[0-9a-f]{32})?")
 
 
@@ -271,6 +272,12 @@ def _journal_entry(line: str) -> JournalEntry:
             datetime.fromtimestamp(int(realtime) / 1_000_000, UTC) if realtime.isdigit() else None
         ),
     )
+
+
+def is_condition_skip(entry: JournalEntry) -> bool:
+    """systemd's job-done message for a start that an unmet Condition...= skipped: no run was
+    made, yet it carries the unit's current (previous) INVOCATION_ID (testbed, systemd 252)."""
+    return entry.job_type == "start" and "skipped because of an unmet condition" in entry.message
 
 
 def parse_journal(text: str) -> tuple[JournalEntry, ...]:

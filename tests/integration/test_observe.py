@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy_guard import receipts
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config, parse_config
 from deploy_guard.engine import HostTarget, RunRequest, run_hosts
@@ -24,7 +25,7 @@ from deploy_guard.errors import ExitCode
 from deploy_guard.hosts import connect, resolve_targets
 from deploy_guard.model import RunReport
 from deploy_guard.observe import observe
-from deploy_guard.report import host_json
+from deploy_guard.report import host_json, time_text
 from deploy_guard.stage import EngineSettings
 from deploy_guard.transport.base import Transport
 from tests.integration.guard import oneshot
@@ -102,8 +103,12 @@ def test_metrics_after_a_success_and_after_a_failure(guard: Guard, host: TestHos
 
     values = read_metrics(host)
     succeeded_at = first.finished_at.timestamp()
+    # The last success is the end of the run's oldest backup, not the guard's end (issue 11).
+    oldest_backup = receipts.oldest_proven_backup(first.hosts[0])
+    assert oldest_backup is not None
     assert values[("deploy_guard_run_last_timestamp_seconds", ())] == succeeded_at
-    assert values[("deploy_guard_run_last_success_timestamp_seconds", ())] == succeeded_at
+    assert values[("deploy_guard_run_last_success_timestamp_seconds", ())] == (
+        oldest_backup.timestamp())  # fmt: skip
     assert values[("deploy_guard_run_exit_code", ())] == 0
     duration = (first.finished_at - first.started_at).total_seconds()
     assert values[("deploy_guard_run_duration_seconds", ())] == pytest.approx(duration)
@@ -124,7 +129,8 @@ def test_metrics_after_a_success_and_after_a_failure(guard: Guard, host: TestHos
 
     values = read_metrics(host)
     assert values[("deploy_guard_run_last_timestamp_seconds", ())] == second.finished_at.timestamp()
-    assert values[("deploy_guard_run_last_success_timestamp_seconds", ())] == succeeded_at
+    assert values[("deploy_guard_run_last_success_timestamp_seconds", ())] == (
+        oldest_backup.timestamp())  # unchanged  # fmt: skip
     assert values[("deploy_guard_run_exit_code", ())] == 1
     assert values[unit("deploy_guard_unit_success", "applications", ETC)] == 0
     assert values[unit("deploy_guard_unit_last_success_timestamp_seconds",
@@ -149,7 +155,10 @@ def test_receipts_hold_the_hosts_report_and_only_the_guard_user_reads_them(
     assert {key: receipt[key] for key in host_json(first.hosts[0])} == host_json(first.hosts[0])
     last = remote_json(host, f"{RECEIPTS}/last-success.json")
     assert last["run_id"] == first.run_id
-    assert last["finished_at"] == receipt["finished_at"]
+    assert last["guard_finished_at"] == receipt["finished_at"]
+    oldest_backup = receipts.oldest_proven_backup(first.hosts[0])
+    assert oldest_backup is not None
+    assert last["finished_at"] == time_text(oldest_backup)
     modes = host.ssh(f"stat -c '%a %U %n' {RECEIPTS} {RECEIPTS}/*").stdout.splitlines()
     assert modes == [
         f"700 root {RECEIPTS}",

@@ -165,6 +165,12 @@ class FakeHost:
         """What a timer does: start the unit now, outside the guard."""
         self._begin(self.units[name], self._new_job())
 
+    def stop_from_outside(self, name: str) -> None:
+        """What someone else's `systemctl stop` does (an operator, a shutdown)."""
+        unit = self.units[name]
+        if unit.running:
+            self._stop(unit, self.clock.monotonic())
+
     def run(self, argv: Sequence[str], *, timeout: float, check: bool) -> CommandResult:
         now = self.clock.monotonic()
         self.calls.append((now, tuple(argv)))

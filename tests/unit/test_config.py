@@ -223,6 +223,15 @@ def test_unknown_stage_override_is_reported_with_the_other_errors() -> None:
     assert "hosts.web1.stages.snapshot: no stage named 'snapshot'" in errors
 
 
+def test_empty_stage_list_is_a_configuration_error() -> None:
+    # Issue 11, case 5: `stages = []` would guard nothing and report success (exit 3).
+    with pytest.raises(ConfigError) as caught:
+        config_from("stages = []\n")
+
+    assert caught.value.exit_code is ExitCode.CONFIG
+    assert "stages = [] guards nothing" in caught.value.errors[0]
+
+
 def test_repeated_stage_names_are_rejected() -> None:
     errors = errors_of({"stages": [stage(), stage()]})
 

@@ -6,6 +6,7 @@ here is the engine's own notion of time, and "how long did the stage take" is ex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from deploy_guard.config import Config
 from deploy_guard.discovery import StageSpec, stage_specs
 from deploy_guard.engine import HostTarget, RunRequest, plan_hosts, run_hosts
 from deploy_guard.errors import ConnectionLost, ExitCode, HostUnreachable
-from deploy_guard.events import Event, HostWarning, UnitFinished
+from deploy_guard.events import Event, HostWarning, UnitFinished, UnitStarted
 from deploy_guard.model import HostResult, Outcome, RunReport, StageOutcome, StagePlan, UnitResult
 from deploy_guard.stage import EngineSettings, StageContext, StageRun, run_stage
 from deploy_guard.systemd.client import SystemdClient
@@ -184,7 +185,9 @@ def test_unit_past_its_deadline_is_stopped_and_timed_out_although_systemd_says_s
 
     assert harness.host.commands("stop") == [(60.0, ("hung.service",))]
     assert harness.host.commands("kill") == []
-    # SIGTERM is a clean exit for systemd: it logs success for the run it stopped.
+    # SIGTERM is a clean exit for Type=simple: systemd logs success for the run it stopped
+    # (a oneshot gets Result=signal instead; testbed). Our own stop is `timed-out`, not
+    # `cancelled` (issue 11, case 2).
     assert "hung.service: Deactivated successfully." in harness.host.messages("hung.service")
     assert results(run)["hung.service"].outcome is Outcome.TIMED_OUT
     assert run.result.outcome is StageOutcome.FAILED
@@ -503,7 +506,8 @@ def test_unreachable_host_is_critical_and_the_others_are_still_guarded(clock: Fa
     [
         (True, False, ExitCode.CRITICAL, StageOutcome.FAILED),
         (True, True, ExitCode.OK, StageOutcome.SUCCEEDED),
-        (False, False, ExitCode.OK, StageOutcome.SUCCEEDED),
+        # The only stage, empty: nothing was guarded (issue 11, case 5).
+        (False, False, ExitCode.PARTIAL, StageOutcome.SUCCEEDED),
     ],
 )
 def test_empty_stage_fails_the_host_only_when_critical_without_allow_empty(
@@ -560,3 +564,121 @@ def test_host_error_does_not_repeat_the_host_name(clock: FakeClock) -> None:
     assert "connection reset" in errors[0]
     assert errors[1] == "connection refused"
     assert not any(error.startswith(("lost:", "down:")) for error in errors), errors
+
+
+# -- issue 11, case 5: nothing to guard ---------------------------------------------------------
+
+
+def test_host_with_no_unit_in_any_stage_is_not_a_success(clock: FakeClock) -> None:
+    specs = (spec("snapshots", "sanoid.service"), spec("applications", "restic-backups-*"))
+    host = FakeHost("web1", clock, [SimUnit("unrelated.service")])
+
+    report = guard({"web1": host}, clock, specs)
+
+    result = host_result(report, "web1")
+    assert result.exit_code is ExitCode.PARTIAL
+    assert result.error == "no backup unit found on web1"
+    # The empty-stage warnings are in the report, not only in the live view.
+    assert result.warnings == (
+        "stage snapshots: no unit matched sanoid.service",
+        "stage applications: no unit matched restic-backups-*",
+    )
+
+
+def test_host_whose_every_stage_allows_empty_may_have_no_unit(clock: FakeClock) -> None:
+    specs = (spec("snapshots", "sanoid.service", allow_empty=True),
+             spec("applications", "restic-backups-*", allow_empty=True))  # fmt: skip
+    host = FakeHost("web1", clock, [SimUnit("unrelated.service")])
+
+    result = host_result(guard({"web1": host}, clock, specs), "web1")
+
+    assert (result.exit_code, result.error) == (ExitCode.OK, None)
+    assert len(result.warnings) == 2
+
+
+def test_host_with_every_stage_disabled_is_not_a_success(clock: FakeClock) -> None:
+    host = FakeHost("web1", clock, [SimUnit("sanoid.service")])
+
+    result = host_result(guard({"web1": host}, clock, ()), "web1")
+
+    assert (result.exit_code, result.error) == (ExitCode.PARTIAL, "no backup unit found on web1")
+
+
+# -- issue 11: cases 1, 2 and 4 through the engine ------------------------------------------------
+
+PREVIOUS_RUN = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.mark.parametrize(
+    ("active", "result", "status"),
+    [("inactive", "success", 0), ("failed", "exit-code", 3)],
+    ids=["earlier-success", "earlier-failure"],
+)
+def test_condition_skip_of_a_unit_that_ran_before_is_skipped(
+    clock: FakeClock, active: str, result: str, status: int
+) -> None:
+    # Still loaded (a timer references it) after an earlier run: the skip's job-done message
+    # carries that run's INVOCATION_ID.
+    unit = SimUnit("restic-backups-home.service", condition_met=False, gc=False, active=active,
+                   sub="dead" if active == "inactive" else "failed", result=result,
+                   invocation=PREVIOUS_RUN, code=1, status=status, condition="yes")  # fmt: skip
+    harness = StageHarness(clock, [unit])
+
+    run = harness.run(stage_plan(unit.name), poll_interval=1.0)
+
+    judged = results(run)[unit.name]
+    assert (judged.outcome, judged.result, judged.invocation_id) == (
+        Outcome.SKIPPED, "unmet-condition", None)  # fmt: skip
+
+
+@pytest.mark.parametrize("unit_type", ["simple", "oneshot"])
+def test_unit_stopped_from_outside_mid_run_is_cancelled(clock: FakeClock, unit_type: str) -> None:
+    unit = SimUnit("syncoid-tank.service", type=unit_type, duration=30.0)
+    harness = StageHarness(clock, [unit])
+
+    def stop_when_started(plan: StagePlan, **settings: float) -> StageRun:
+        def emit(event: Event) -> None:
+            harness.events.append((clock.monotonic(), event))
+            if isinstance(event, UnitStarted):
+                harness.host.stop_from_outside(unit.name)
+
+        context = StageContext(SystemdClient(harness.host), clock,
+                               EngineSettings(**settings), emit)  # type: ignore[arg-type]  # fmt: skip
+        return run_stage(context, plan)
+
+    run = stop_when_started(stage_plan(unit.name), poll_interval=1.0)
+
+    judged = results(run)[unit.name]
+    assert judged.outcome is Outcome.CANCELLED
+    assert judged.reason is not None
+    assert "stop job" in judged.reason
+
+
+def test_unreadable_journal_makes_a_run_shown_successful_unknown(clock: FakeClock) -> None:
+    # Stays loaded (gc=False), so `show` alone describes a finished successful run.
+    unit = SimUnit("restic-backups-home.service", duration=1.5, gc=False)
+    harness = StageHarness(clock, [unit], journal_readable=False)
+
+    run = harness.run(stage_plan(unit.name), poll_interval=1.0)
+
+    judged = results(run)[unit.name]
+    assert judged.outcome is Outcome.UNKNOWN
+    assert "insufficient permissions" in (judged.reason or "")
+
+
+# -- issue 11, case 6: units the host's manifest requires ---------------------------------------
+
+
+def test_masked_unit_the_manifest_requires_fails_the_host_naming_it(clock: FakeClock) -> None:
+    masked = SimUnit("restic-backups-etc.service", file_state="masked")
+    host = FakeHost("web1", clock, [SimUnit("restic-backups-home.service"), masked])
+    host.files["/etc/deploy-guard/manifest.json"] = json.dumps({"schema_version": 1, "stages": [
+        {"name": "applications",
+         "units": ["restic-backups-home.service", "restic-backups-etc.service"]}]})  # fmt: skip
+    specs = (spec("applications", "restic-backups-*"),)
+
+    result = host_result(guard({"web1": host}, clock, specs), "web1")
+
+    assert result.exit_code is ExitCode.CRITICAL
+    assert "restic-backups-etc.service (masked)" in (result.error or "")
+    assert host.commands("start") == []

@@ -54,10 +54,37 @@ def test_manifest_stage_without_a_configured_stage_is_added_not_dropped() -> Non
     assert specs[-1].critical is False
 
 
-def test_empty_manifest_stage_is_the_host_saying_it_has_none_and_is_allowed() -> None:
+def test_empty_critical_manifest_stage_is_allowed_only_when_the_manifest_says_so() -> None:
+    # Issue 11, case 6: a critical stage emptied by a broken build must not go green.
     specs = with_manifest(SPECS, load_manifest(manifest(snapshots=[])))
-
     snapshots = next(spec for spec in specs if spec.name == "snapshots")
     assert snapshots.critical is True
-    assert snapshots.allow_empty is True
+    assert snapshots.allow_empty is False
     assert snapshots.patterns == ()
+
+    document = json.loads(manifest(snapshots=[]))
+    document["stages"][0]["allow_empty"] = True
+    specs = with_manifest(SPECS, load_manifest(json.dumps(document)))
+    assert next(spec for spec in specs if spec.name == "snapshots").allow_empty is True
+
+
+def test_empty_non_critical_manifest_stage_is_allowed() -> None:
+    specs = with_manifest(SPECS, load_manifest(manifest(replication=[])))
+
+    replication = next(spec for spec in specs if spec.name == "replication")
+    assert replication.critical is False
+    assert replication.allow_empty is True
+
+
+def test_masked_manifest_unit_stays_planned_so_that_it_fails() -> None:
+    # Issue 11, case 6: a masked unit the host requires is not silently left out.
+    specs = with_manifest(SPECS, load_manifest(manifest(applications=["restic-backups-a.service"])))
+    inventory = Inventory({"restic-backups-a.service": "masked", "syncoid-x.service": "masked"})
+
+    plan = plan_host("forge", specs, inventory)
+
+    by_name = {stage.name: stage for stage in plan.stages}
+    assert by_name["applications"].units == ("restic-backups-a.service",)
+    # A masked unit that only a pattern matched is still excluded (nothing required it).
+    assert by_name["replication"].units == ()
+    assert [item.reason for item in by_name["replication"].excluded] == ["masked"]

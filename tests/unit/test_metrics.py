@@ -87,7 +87,8 @@ def test_success_sets_every_metric_from_the_run() -> None:
     values = samples(render(run_report(host), host, PreviousMetrics()))
 
     assert values[(metrics.RUN_LAST, ())] == FINISHED.timestamp()
-    assert values[(metrics.RUN_LAST_SUCCESS, ())] == FINISHED.timestamp()
+    # Issue 11, case 7: the end of the oldest backup of the run, not the guard's end.
+    assert values[(metrics.RUN_LAST_SUCCESS, ())] == SANOID.finished_at.timestamp()  # type: ignore[union-attr]
     assert values[(metrics.RUN_DURATION, ())] == 95.0
     assert values[(metrics.RUN_EXIT_CODE, ())] == 0
     restic = ("applications", "restic-backups-home.service")
@@ -108,7 +109,7 @@ def test_failure_keeps_the_previous_last_success_timestamps() -> None:
     values = samples(render(report, failed, parse_previous(before.decode())))
 
     assert values[(metrics.RUN_LAST, ())] == (FINISHED + later).timestamp()
-    assert values[(metrics.RUN_LAST_SUCCESS, ())] == FINISHED.timestamp()  # unchanged
+    assert values[(metrics.RUN_LAST_SUCCESS, ())] == SANOID.finished_at.timestamp()  # type: ignore[union-attr]
     assert values[(metrics.RUN_EXIT_CODE, ())] == 1
     restic = ("applications", "restic-backups-home.service")
     assert values[unit_key(metrics.UNIT_SUCCESS, *restic)] == 0
@@ -211,9 +212,10 @@ def test_receipt_is_the_hosts_report_with_the_run_and_revision() -> None:
     assert document["override"]["reason"] == "ticket #42"
     units = [unit["unit"] for stage in document["stages"] for unit in stage["units"]]
     assert units == ["sanoid.service", "restic-backups-home.service"]
-    last = receipts.last_success_document(report, failed, None)
-    assert last["finished_at"] == "2026-11-27T10:16:35.000Z"
-    assert last["finished_at_epoch"] == int(FINISHED.timestamp())
+    last = receipts.last_success_document(report, failed, None, STARTED)
+    assert last["finished_at"] == "2026-11-27T10:15:00.000Z"  # the oldest backup's end
+    assert last["finished_at_epoch"] == int(STARTED.timestamp())
+    assert last["guard_finished_at"] == "2026-11-27T10:16:35.000Z"
 
 
 @pytest.mark.parametrize(
@@ -368,3 +370,47 @@ def test_git_revision_of_a_repository_is_its_head(tmp_path: Path) -> None:
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     assert git_revision(tmp_path) == head
+
+
+# -- issue 11, case 7: success receipts only for a whole, proven run --------------------------
+
+
+def test_oldest_proven_backup_is_the_end_of_the_oldest_unit_including_fresh_ones() -> None:
+    fresh = UnitResult("restic-backups-etc.service", Outcome.FRESH,
+                       finished_at=EARLIER)  # fmt: skip
+    host = host_result(RESTIC, fresh)
+
+    assert receipts.oldest_proven_backup(host) == EARLIER
+    values = samples(render(run_report(host), host, PreviousMetrics()))
+    assert values[(metrics.RUN_LAST_SUCCESS, ())] == EARLIER.timestamp()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        replace(host_result(RESTIC), stage_subset=True),  # --stage ran only some stages
+        HostResult("forge", ExitCode.OK, ()),  # nothing ran
+        replace(host_result(RESTIC), error="no backup unit found on forge"),
+        host_result(RESTIC_FAILED, code=ExitCode.PARTIAL),
+        HostResult(
+            "forge",
+            ExitCode.OK,
+            (
+                SNAPSHOTS,
+                StageResult(
+                    "applications",
+                    False,
+                    StageOutcome.SUCCEEDED,
+                    (replace(RESTIC, finished_at=None),),
+                ),
+            ),
+        ),
+    ],
+    ids=["stage-subset", "no-stage", "host-error", "failed-unit", "no-end-time"],
+)
+def test_no_success_receipt_or_metric_without_a_whole_proven_run(host: HostResult) -> None:
+    previous = PreviousMetrics(run_last_success=EARLIER.timestamp())
+
+    assert receipts.oldest_proven_backup(host) is None
+    values = samples(render(run_report(host), host, previous))
+    assert values[(metrics.RUN_LAST_SUCCESS, ())] == EARLIER.timestamp()

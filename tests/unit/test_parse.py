@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy_guard.systemd.parse import (
+    SHOW_PROPERTIES,
     ListedUnit,
     ParseError,
     UnitState,
@@ -33,6 +34,8 @@ Id=restic-backups-home.service
 LoadState=loaded
 ActiveState=failed
 SubState=failed
+ActiveEnterTimestamp=@1700000000
+InactiveEnterTimestamp=@1700000042
 InvocationID=0123456789abcdef0123456789abcdef
 Job=
 ConditionResult=yes
@@ -44,9 +47,12 @@ ExecMainExitTimestamp=
 ExecMainCode=0
 ExecMainStatus=0
 Id=nonexist.service
+RemainAfterExit=no
 LoadState=not-found
 ActiveState=inactive
 SubState=dead
+ActiveEnterTimestamp=
+InactiveEnterTimestamp=
 InvocationID=
 Job=
 ConditionResult=no
@@ -54,10 +60,16 @@ ConditionResult=no
 Type=simple
 RemainAfterExit=no
 Result=success
+ExecMainStartTimestamp=
+ExecMainExitTimestamp=
+ExecMainCode=0
+ExecMainStatus=0
 Id=sanoid.service
 LoadState=loaded
 ActiveState=inactive
 SubState=dead
+ActiveEnterTimestamp=
+InactiveEnterTimestamp=
 InvocationID=
 Job=302
 ConditionResult=
@@ -97,14 +109,17 @@ def test_show_block_fields_are_parsed() -> None:
     assert queued.condition_result is None
 
 
-# Every property a verdict depends on: systemctl prints all of them when asked with -p.
+# Every property asked for: systemctl prints all of them when asked with -p, even for a unit
+# that does not exist (seen on the testbed, systemd 252).
 MINIMAL_BLOCK = (
     "Id=a.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\n"
-    "Type=oneshot\nInvocationID=\nJob=\n"
+    "Type=oneshot\nRemainAfterExit=no\nInvocationID=\nJob=\nExecMainCode=0\nExecMainStatus=0\n"
+    "ConditionResult=no\nExecMainStartTimestamp=\nExecMainExitTimestamp=\nActiveEnterTimestamp=\n"
+    "InactiveEnterTimestamp=\n"
 )
 
 
-@pytest.mark.parametrize("missing", ["SubState", "Result", "Type", "InvocationID", "Job"])
+@pytest.mark.parametrize("missing", SHOW_PROPERTIES)
 def test_show_block_missing_a_property_is_cut_short_not_empty(missing: str) -> None:
     text = "".join(
         line + "\n" for line in MINIMAL_BLOCK.splitlines() if not line.startswith(missing)
@@ -133,7 +148,7 @@ def test_malformed_invocation_id_is_refused(invocation: str) -> None:
     ],
 )
 def test_show_unix_timestamps(value: str, expected: datetime | None) -> None:
-    text = f"{MINIMAL_BLOCK}ExecMainStartTimestamp={value}\n"
+    text = MINIMAL_BLOCK.replace("ExecMainStartTimestamp=", f"ExecMainStartTimestamp={value}")
 
     (state,) = parse_show(text, ("a.service",))
 

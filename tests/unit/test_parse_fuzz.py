@@ -30,10 +30,13 @@ REAL_JOURNAL = "\n".join(
          "INVOCATION_ID": "72f3c0f3891a469bbd2d7b7b4a0654bb"},
     )
 )  # fmt: skip
+# A whole block as systemd 252 prints it (every property asked for, in systemd's order).
 REAL_SHOW = (
+    "Type=oneshot\nRemainAfterExit=no\nResult=success\nExecMainStartTimestamp=@1795740048\n"
+    "ExecMainExitTimestamp=@1795740049\nExecMainCode=1\nExecMainStatus=0\n"
     "Id=restic-backups-home.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\n"
-    "Result=success\nType=oneshot\nInvocationID=72f3c0f3891a469bbd2d7b7b4a0654bb\nJob=\n"
-    "ExecMainStatus=0\nExecMainExitTimestamp=@1795740049\n"
+    "ActiveEnterTimestamp=@1795740048\nInactiveEnterTimestamp=@1795740049\nJob=\n"
+    "ConditionResult=yes\nInvocationID=72f3c0f3891a469bbd2d7b7b4a0654bb\n"
 )
 
 
@@ -81,16 +84,26 @@ def test_a_journal_cut_before_the_success_message_ends_proves_nothing(cut: int) 
     assert _verdict("", REAL_JOURNAL[:cut]) is not Outcome.SUCCEEDED
 
 
-@given(st.integers(min_value=0, max_value=len(REAL_SHOW) - 1))
-def test_truncated_show_output_never_proves_a_success(cut: int) -> None:
-    # The last property line is what proves the run ended; cut before it, nothing is proven.
-    truncated = REAL_SHOW[:cut]
-    if "ExecMainExitTimestamp" in truncated and cut >= len(REAL_SHOW) - 1:
-        return
-    outcome = _verdict(truncated, "")
-    # Without a job-done record, `show` alone only proves a run whose invocation is new and
-    # finished; a truncated block either fails to parse or lacks the fields that would.
-    assert outcome is not Outcome.SUCCEEDED or "InvocationID=72f3" in truncated
+def test_the_whole_show_block_alone_proves_the_success() -> None:
+    """The premise of the next test: uncut, this block does prove the run."""
+    assert _verdict(REAL_SHOW, "") is Outcome.SUCCEEDED
+
+
+@given(st.integers(min_value=0, max_value=len(REAL_SHOW) - 2), st.sampled_from(["", "\n"]))
+def test_truncated_show_output_never_proves_a_success(cut: int, tail: str) -> None:
+    # Issue 11, case 3: a block cut anywhere (fewer properties than asked, or the last value
+    # cut short) is refused; it never yields `succeeded`, whatever survived of it.
+    assert _verdict(REAL_SHOW[:cut] + tail, "") is not Outcome.SUCCEEDED
+
+
+@given(st.permutations(range(REAL_SHOW.count("\n"))), st.integers(min_value=1, max_value=15))
+def test_show_block_missing_any_properties_never_proves_a_success(
+    order: list[int], dropped: int
+) -> None:
+    lines = REAL_SHOW.splitlines()
+    kept = [lines[index] for index in sorted(order[dropped:])]
+
+    assert _verdict("\n".join(kept) + "\n", "") is not Outcome.SUCCEEDED
 
 
 json_values = st.recursive(

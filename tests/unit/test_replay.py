@@ -2,9 +2,8 @@
 client (over the transport seam) and `verdict.judge`: each recorded scenario gets the outcome
 the README promises.
 
-Tests marked xfail(strict=True) are false greens of today's code on a real recording (issue
-11), fixed on another branch: once it is merged they pass, which strict mode reports as a
-failure (XPASS) until the marker is removed.
+The tests of issue 11's cases replay the recordings in which the earlier code reported a
+false green (a condition skip, a stop from outside, `show` alone, a stopped run as fresh).
 """
 
 from __future__ import annotations
@@ -222,9 +221,6 @@ def test_recorded_condition_skip_of_a_unit_that_never_ran_is_skipped() -> None:
     assert (judgement.phase, judgement.outcome) == (Phase.DONE, Outcome.SKIPPED)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 1: fixed on branch truth"
-)
 @pytest.mark.parametrize("name", ["condition-skip-after-success", "condition-skip-after-failure"])
 def test_recorded_condition_skip_after_an_earlier_run_is_skipped(name: str) -> None:
     # systemd's job-done message for the skipped start carries the earlier run's id.
@@ -258,9 +254,6 @@ def test_recorded_start_queued_behind_another_job_waits_despite_the_earlier_fail
     assert (at_the_end.phase, at_the_end.outcome) == (Phase.DONE, Outcome.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 2: fixed on branch truth"
-)
 @pytest.mark.parametrize("name", ["simple-stopped", "simple-stopped-loaded", "oneshot-stopped"])
 def test_recorded_run_stopped_from_outside_is_cancelled(name: str) -> None:
     judgement = replay_judge(name, baseline=None)
@@ -270,9 +263,6 @@ def test_recorded_run_stopped_from_outside_is_cancelled(name: str) -> None:
     assert judgement.outcome.value == "cancelled"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 3: fixed on branch truth"
-)
 def test_recorded_show_of_a_stopped_run_is_no_proof_without_the_journal() -> None:
     # `show` describes the run (same invocation, Result=success), but its main process was
     # killed by SIGTERM (ExecMainCode=2, ExecMainStatus=15): not a finished backup.
@@ -320,9 +310,6 @@ def test_recorded_condition_skip_does_not_refresh_the_earlier_success() -> None:
     assert fresh[unit].finished_at <= deactivated.timestamp + timedelta(seconds=1)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 8: fixed on branch truth"
-)
 def test_recorded_run_stopped_from_outside_is_not_fresh() -> None:
     # "Deactivated successfully" after a stop job: the backup was cut short (case 2), and
     # `show` says so too (ExecMainCode=2, ExecMainStatus=15).

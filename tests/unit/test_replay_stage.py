@@ -1,15 +1,13 @@
 """A whole stage run by the engine over the transport seam, every command answered from a
 recording of real systemd 252 (tests/fixtures/systemd-252/).
 
-Tests marked xfail(strict=True) are false greens of today's code (issue 11), fixed on another
-branch: once it is merged they XPASS, a failure in strict mode, until the marker is removed.
+The tests of issue 11's cases replay recordings in which the earlier code reported a false
+green.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import pytest
 
 from deploy_guard.errors import CommandFailed
 from deploy_guard.model import Outcome, StagePlan, UnitResult
@@ -95,9 +93,6 @@ def test_stage_replayed_from_a_recorded_failure_is_failed() -> None:
     assert (result.outcome, result.result, result.exit_status) == (Outcome.FAILED, "exit-code", 3)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 1: fixed on branch truth"
-)
 def test_stage_replayed_from_a_recorded_condition_skip_after_a_success_is_skipped() -> None:
     result = replay_stage("condition-skip-after-success", "rec-cond-after-ok.service",
                           baseline="after-first", start="second-start", final="after-second",
@@ -106,9 +101,6 @@ def test_stage_replayed_from_a_recorded_condition_skip_after_a_success_is_skippe
     assert result.outcome is Outcome.SKIPPED
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 2: fixed on branch truth"
-)
 def test_stage_replayed_from_a_recorded_stop_from_outside_is_cancelled() -> None:
     result = replay_stage("simple-stopped", "rec-simple-stopped.service", baseline=None,
                           start="start", final="after", journal="journal")  # fmt: skip
@@ -116,9 +108,6 @@ def test_stage_replayed_from_a_recorded_stop_from_outside_is_cancelled() -> None
     assert result.outcome.value == "cancelled"
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 case 4: fixed on branch truth"
-)
 def test_unit_whose_journal_cannot_be_read_is_unknown_not_proven_by_show_alone() -> None:
     # The simulated host answers the journal read as real journalctl does for a user outside
     # the systemd-journal group (recorded: journal-unreadable); the unit stays loaded (a timer

@@ -4,7 +4,12 @@ The journal entries below are the messages real systemd 252 writes (FIELD-NOTES)
 (7d4958e8, JOB_ID, INVOCATION_ID), "X: Deactivated successfully." (7ad2d189, INVOCATION_ID, no
 JOB_ID), "Finished X." / "Started X." (39f53479, JOB_RESULT=done), "X: Failed with result
 'exit-code'." (d9b373ed, UNIT_RESULT), "Failed to start X." (be02cf68, JOB_RESULT=failed), and
-the unmet-condition message (39f53479, JOB_RESULT=done, empty INVOCATION_ID).
+the unmet-condition message (39f53479, JOB_RESULT=done, with the unit's current INVOCATION_ID:
+empty when the unit never ran or was collected, the previous run's id when it ran before and
+is still loaded; testbed, issue 11 case 1), and a stop job's "Stopping X..." (de5b426a,
+JOB_TYPE=stop, INVOCATION_ID of the run it ends) and "Stopped X." (9d1aaa27, JOB_TYPE=stop).
+ExecMainCode is CLD_EXITED (1) after a main process exited on its own, CLD_KILLED (2) after a
+signal; `show` of a unit that never ran or was collected prints ExecMainCode=0.
 """
 
 from __future__ import annotations
@@ -197,7 +202,7 @@ CASES = [
         id="exec_start_pre_failure_with_main_status_0_is_failed",
     ),
     pytest.param(
-        tracking(), show(invocation_id=OURS, condition_result=True), [],
+        tracking(), show(invocation_id=OURS, condition_result=True, exec_main_code=1), [],
         Expect(Phase.DONE, Outcome.SUCCEEDED, OURS, "success"),
         id="new_invocation_inactive_success_in_show_is_succeeded",
     ),
@@ -208,7 +213,7 @@ CASES = [
     ),
     pytest.param(
         tracking(), show(invocation_id=OURS, active_state="active", sub_state="exited",
-                         remain_after_exit=True), [],
+                         remain_after_exit=True, exec_main_code=1), [],
         Expect(Phase.DONE, Outcome.SUCCEEDED, OURS, "success"),
         id="remain_after_exit_oneshot_active_exited_with_our_invocation_is_succeeded",
     ),
@@ -294,7 +299,7 @@ CASES = [
     ),
     pytest.param(
         tracking(SIMPLE, joined=True, job=999, baseline=OURS),
-        show(type=SIMPLE, invocation_id=OURS), [],
+        show(type=SIMPLE, invocation_id=OURS, exec_main_code=1), [],
         Expect(Phase.DONE, Outcome.SUCCEEDED, OURS, "success"),
         id="joined_simple_unit_inactive_success_in_show_is_succeeded",
     ),
@@ -523,3 +528,118 @@ def test_run_seen_earlier_stays_ours_after_gc_and_is_proven_by_its_journal_end()
 
     assert (proven.outcome, proven.invocation_id) == (Outcome.SUCCEEDED, OURS)
     assert (pending.phase, pending.unaccounted, pending.outcome) == (Phase.RUNNING, True, None)
+
+
+# -- issue 11: the false greens ---------------------------------------------------------------
+
+MESSAGE_UNIT_STOPPING = "de5b426a63be47a7b6ac3eaac82e2f6f"
+MESSAGE_UNIT_STOPPED = "9d1aaa27d60140bd96365438aad20286"
+
+
+def skipped_with(invocation: str, job: int = JOB) -> JournalEntry:
+    """The unmet-condition message of a unit that ran before: the previous INVOCATION_ID."""
+    return replace(condition_skipped(job), invocation_id=invocation)
+
+
+def stopping(invocation: str, job: int = OTHER_JOB) -> JournalEntry:
+    return entry(MESSAGE_UNIT_STOPPING, f"Stopping {UNIT}...", job_id=job, job_type="stop",
+                 invocation_id=invocation, timestamp=T1)  # fmt: skip
+
+
+def stopped(invocation: str, job: int = OTHER_JOB) -> JournalEntry:
+    return entry(MESSAGE_UNIT_STOPPED, f"Stopped {UNIT}.", job_id=job, job_type="stop",
+                 job_result="done", invocation_id=invocation, timestamp=T1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "previous_state",
+    [
+        show(invocation_id=PREVIOUS, condition_result=False, exec_main_code=1),
+        show(
+            invocation_id=PREVIOUS,
+            condition_result=False,
+            exec_main_code=1,
+            active_state="failed",
+            sub_state="failed",
+            result="exit-code",
+            exec_main_status=3,
+        ),
+    ],
+    ids=["earlier-success", "earlier-failure"],
+)
+def test_condition_skip_after_an_earlier_run_is_skipped_not_that_run(
+    previous_state: UnitState,
+) -> None:
+    judgement = judge(tracking(baseline=PREVIOUS), previous_state, journal(skipped_with(PREVIOUS)))
+
+    assert judgement.outcome is Outcome.SKIPPED
+    assert judgement.invocation_id is None
+    assert judgement.result == "unmet-condition"
+
+
+def test_joined_run_keeps_the_baseline_invocation_from_the_journal() -> None:
+    entries = [starting(PREVIOUS), deactivated(PREVIOUS), finished(PREVIOUS)]
+
+    judgement = judge(tracking(joined=True, baseline=PREVIOUS), DEFAULTS, journal(*entries))
+
+    assert (judgement.outcome, judgement.invocation_id) == (Outcome.SUCCEEDED, PREVIOUS)
+
+
+def test_simple_unit_stopped_mid_run_and_collected_is_cancelled() -> None:
+    # Testbed: `systemctl stop` of a Type=simple unit logs "Stopping", then "Deactivated
+    # successfully" (SIGTERM is a clean exit), then "Stopped"; `show` forgets the run.
+    entries = [started(OURS), stopping(OURS), deactivated(OURS), stopped(OURS)]
+
+    judgement = judge(tracking(SIMPLE), show(type=SIMPLE), journal(*entries))
+
+    assert judgement.outcome is Outcome.CANCELLED
+    assert judgement.reason is not None
+    assert f"stop job {OTHER_JOB}" in judgement.reason
+
+
+def test_simple_unit_killed_by_sigterm_is_cancelled_from_show() -> None:
+    state = show(type=SIMPLE, invocation_id=OURS, exec_main_code=2, exec_main_status=15,
+                 condition_result=True)  # fmt: skip
+
+    judgement = judge(tracking(SIMPLE), state, journal(started(OURS), deactivated(OURS)))
+
+    assert judgement.outcome is Outcome.CANCELLED
+    assert judgement.reason == "main process killed by SIGTERM"
+
+
+def test_oneshot_stopped_from_outside_is_cancelled_naming_the_stop() -> None:
+    # Testbed: a stopped oneshot logs "Main process exited, code=killed", "Failed with result
+    # 'signal'" and "Stopped" (no "Stopping", no message for the cancelled start job).
+    state = show(active_state="failed", sub_state="failed", result="signal", invocation_id=OURS,
+                 exec_main_code=2, exec_main_status=15, condition_result=True)  # fmt: skip
+    entries = [starting(OURS), failed_with(OURS, "signal"), stopped(OURS)]
+
+    judgement = judge(tracking(), state, journal(*entries))
+
+    assert judgement.outcome is Outcome.CANCELLED
+    assert (
+        judgement.reason == f"stopped by stop job {OTHER_JOB} (Stopped {UNIT}.); "
+        "main process killed by SIGTERM"
+    )
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 3), (None, None), (1, None)])
+def test_show_alone_needs_a_clean_exit_of_the_main_process(
+    code: int | None, status: int | None
+) -> None:
+    state = show(invocation_id=OURS, condition_result=True, exec_main_code=code,
+                 exec_main_status=status)  # fmt: skip
+
+    assert judge(tracking(), state, journal()).outcome is not Outcome.SUCCEEDED
+
+
+def test_unreadable_journal_leaves_a_success_in_show_unknown() -> None:
+    state = show(invocation_id=OURS, condition_result=True, exec_main_code=1)
+    unreadable = journal()
+    unreadable.unreadable = "No journal files were opened due to insufficient permissions."
+
+    judgement = judge(tracking(), state, unreadable)
+
+    assert judgement.outcome is Outcome.UNKNOWN
+    assert judgement.reason is not None
+    assert "insufficient permissions" in judgement.reason
