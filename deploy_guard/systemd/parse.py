@@ -149,12 +149,27 @@ def _blocks(text: str) -> list[dict[str, str]]:
 # systemctl prints every property asked for with -p, empty or not, so a block without one of
 # them is cut short, not "empty": refused whole (issue 11, case 3: a block cut before
 # ExecMainCode/ExecMainStatus must never let `show` prove a success).
+# Properties of the unit's type, not of every unit: `show -p` of a mount leaves out the
+# ExecMain* and RemainAfterExit lines (testbed, systemd 252: tank-data.mount), a target has no
+# Result or Type either. Required for a service only; for another unit a missing one counts as
+# empty, which proves no run (the verdict needs ExecMainCode=exited).
+_SERVICE_ONLY_PROPERTIES: Final = frozenset(
+    ("Result", "Type", "RemainAfterExit", "ExecMainCode", "ExecMainStatus",
+     "ExecMainStartTimestamp", "ExecMainExitTimestamp")
+)  # fmt: skip
 _REQUIRED_PROPERTIES: Final = SHOW_PROPERTIES
 _INVOCATION_ID: Final = re.compile(r"(?:[0-9a-f]{32})?")
 
 
+def _required_properties(requested: str) -> tuple[str, ...]:
+    """The properties a block for `requested` must have: all of them for a service."""
+    if requested.endswith(".service"):
+        return _REQUIRED_PROPERTIES
+    return tuple(name for name in _REQUIRED_PROPERTIES if name not in _SERVICE_ONLY_PROPERTIES)
+
+
 def _unit_state(requested: str, props: dict[str, str]) -> UnitState:
-    missing = [name for name in _REQUIRED_PROPERTIES if name not in props]
+    missing = [name for name in _required_properties(requested) if name not in props]
     if missing:
         raise ParseError(f"systemctl show for {requested} lacks {', '.join(missing)}")
     if not _INVOCATION_ID.fullmatch(props["InvocationID"]):

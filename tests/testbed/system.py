@@ -18,6 +18,11 @@ from tests.testbed.errors import TestbedUnavailable
 CACHE_DIRECTORY: Final = Path("/var/tmp/deploy-guard-testbed")
 NSPAWN_RUNTIME_DIRECTORY: Final = Path("/run/systemd/nspawn")
 REQUIRED_TOOLS: Final = ("systemd-nspawn", "debootstrap", "ssh", "ssh-keygen", "mount", "umount")
+# Each booted container's systemd and journald take inotify instances from root's share, which
+# is 128 by default: past it nspawn exits 255 ("Too many open files") at boot. Seen with a
+# dozen hosts at once (the fan-out tests and benchmarks boot up to 24).
+INOTIFY_INSTANCES: Final = Path("/proc/sys/fs/inotify/max_user_instances")
+MIN_INOTIFY_INSTANCES: Final = 1024
 
 
 def check_prerequisites() -> None:
@@ -31,6 +36,13 @@ def check_prerequisites() -> None:
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         raise TestbedUnavailable(f"missing tools: {', '.join(missing)}")
+
+
+def ensure_inotify_instances() -> None:
+    """Raise the machine's inotify instance limit to MIN_INOTIFY_INSTANCES if it is lower."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(INOTIFY_INSTANCES.read_text()) < MIN_INOTIFY_INSTANCES:
+            INOTIFY_INSTANCES.write_text(f"{MIN_INOTIFY_INSTANCES}\n")
 
 
 @contextlib.contextmanager

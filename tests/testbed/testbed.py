@@ -23,6 +23,7 @@ from tests.testbed.rootfs import ensure_rootfs
 from tests.testbed.system import (
     CACHE_DIRECTORY,
     check_prerequisites,
+    ensure_inotify_instances,
     ensure_nspawn_runtime_directory,
     exclusive_lock,
     remove_tree,
@@ -64,6 +65,7 @@ class Testbed:
         check_prerequisites()
         self.rootfs = ensure_rootfs()
         ensure_nspawn_runtime_directory()
+        ensure_inotify_instances()
         reap_abandoned_runs()
         if directory is None:
             RUNS_DIRECTORY.mkdir(parents=True, exist_ok=True)

@@ -436,3 +436,64 @@ def test_systemd_version(text: str, expected: int) -> None:
 def test_not_a_systemd_version_banner_raises(text: str) -> None:
     with pytest.raises(ParseError):
         parse_systemd_version(text)
+
+
+# Recorded on the testbed (systemd 252): `systemctl show -p <SHOW_PROPERTIES> -- -.mount
+# multi-user.target tank-data.mount`. Only services have the ExecMain* and RemainAfterExit
+# properties; a target has no Result or Type either.
+RECORDED_NON_SERVICE_SHOW = """Type=overlay
+Result=success
+Id=-.mount
+LoadState=loaded
+ActiveState=active
+SubState=mounted
+ActiveEnterTimestamp=Tue 2026-12-01 21:29:44 UTC
+InactiveEnterTimestamp=
+Job=
+ConditionResult=no
+InvocationID=
+
+Id=multi-user.target
+LoadState=loaded
+ActiveState=active
+SubState=active
+ActiveEnterTimestamp=Tue 2026-12-01 21:29:45 UTC
+InactiveEnterTimestamp=
+Job=
+ConditionResult=yes
+InvocationID=dffb0cfa1d4640be942730e16d15ed34
+
+Type=
+Result=success
+Id=tank-data.mount
+LoadState=not-found
+ActiveState=inactive
+SubState=dead
+ActiveEnterTimestamp=
+InactiveEnterTimestamp=
+Job=
+ConditionResult=no
+InvocationID=
+"""
+
+
+def test_show_of_units_that_are_not_services_parses_without_service_properties() -> None:
+    names = ("-.mount", "multi-user.target", "tank-data.mount")
+
+    states = parse_show(RECORDED_NON_SERVICE_SHOW, names)
+
+    assert [(s.unit, s.load_state, s.active_state) for s in states] == [
+        ("-.mount", "loaded", "active"),
+        ("multi-user.target", "loaded", "active"),
+        ("tank-data.mount", "not-found", "inactive"),
+    ]
+    # No main process: nothing here can pass for a finished run.
+    assert all(s.exec_main_code is None and s.exec_main_status is None for s in states)
+
+
+def test_service_block_without_its_service_properties_is_refused() -> None:
+    # The same block under a service's name is cut short, not a different unit type.
+    block = RECORDED_NON_SERVICE_SHOW.split("\n\n", maxsplit=1)[0].replace("-.mount", "backup.service")
+
+    with pytest.raises(ParseError, match="lacks RemainAfterExit, ExecMainCode"):
+        parse_show(block, ("backup.service",))
