@@ -493,7 +493,8 @@ def test_show_of_units_that_are_not_services_parses_without_service_properties()
 
 def test_service_block_without_its_service_properties_is_refused() -> None:
     # The same block under a service's name is cut short, not a different unit type.
-    block = RECORDED_NON_SERVICE_SHOW.split("\n\n", maxsplit=1)[0].replace("-.mount", "backup.service")
+    mount_block = RECORDED_NON_SERVICE_SHOW.split("\n\n", maxsplit=1)[0]
+    block = mount_block.replace("-.mount", "backup.service")
 
     with pytest.raises(ParseError, match="lacks RemainAfterExit, ExecMainCode"):
         parse_show(block, ("backup.service",))
