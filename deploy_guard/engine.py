@@ -9,7 +9,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,14 @@ from deploy_guard.model import (
     worst,
 )
 from deploy_guard.preflight import PreflightReport, run_preflight
+from deploy_guard.proof import (
+    ProofSettings,
+    Prover,
+    ProveStage,
+    describe_plan,
+    no_proof,
+    plan_proof,
+)
 from deploy_guard.recovery import Recovery
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
@@ -59,6 +67,7 @@ class HostTarget:
     specs: tuple[StageSpec, ...] = ()
     ssh_config: Path | None = None
     preflight: tuple[PreflightCheck, ...] = ()
+    proof: ProofSettings = field(default_factory=ProofSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,7 @@ class PlanResult:
     plan: HostPlan | None
     error: str | None = None
     preflight: PreflightReport | None = None
+    proofs: dict[str, str] = field(default_factory=dict)  # unit -> what will prove it
 
 
 Connector = Callable[[HostTarget], Transport]
@@ -96,9 +106,11 @@ def connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdCli
         client.version()
         specs = target.specs
         text = client.read_file(MANIFEST_PATH)
-        if text is not None:  # the host says exactly which backup units it has
-            specs = with_manifest(specs, load_manifest(text))
-        return client, plan_host(target.name, specs, discover(client, specs))
+        manifest = load_manifest(text) if text is not None else None
+        if manifest is not None:  # the host says exactly which backup units it has
+            specs = with_manifest(specs, manifest)
+        plan = plan_host(target.name, specs, discover(client, specs))
+        return client, replace(plan, proofs=manifest.proofs if manifest else ())
     except BaseException:
         transport.close()
         raise
@@ -118,7 +130,7 @@ def _empty_stage(stage: StagePlan, host: str, emit: EventSink) -> StageResult:
 
 
 def _run_stages(
-    plan: HostPlan, context: StageContext
+    plan: HostPlan, context: StageContext, prove: ProveStage = no_proof
 ) -> tuple[tuple[StageResult, ...], str | None]:
     host, emit = plan.host, context.emit
     results: list[StageResult] = []
@@ -132,6 +144,8 @@ def _run_stages(
         if stage.units:
             run = run_stage(context, stage)
             result, error = run.result, run.fatal
+            if error is None:  # stage 4: the units that succeeded left their artifact
+                result = prove(stage, result)
         else:
             result = _empty_stage(stage, host, emit)
         results.append(result)
@@ -179,7 +193,8 @@ def run_host(
             stages = tuple(_not_started(stage, reason) for stage in plan.stages)
             return HostResult(target.name, ExitCode.CRITICAL, stages, error=reason,
                               preflight=preflight)  # fmt: skip
-        stages, error = _run_stages(plan, stage_context)
+        prover = Prover(stage_context, target.proof, {p.unit: p for p in plan.proofs})
+        stages, error = _run_stages(plan, stage_context, prover)
     except DeployGuardError as exc:
         return HostResult(target.name, ExitCode.CRITICAL, error=str(exc))
     except Exception as exc:
@@ -213,9 +228,21 @@ def plan_hosts(
         finally:
             client.transport.close()
         error = None if preflight.ok else preflight.summary()
-        return PlanResult(target.name, plan, error, preflight)
+        return PlanResult(target.name, plan, error, preflight, describe_proofs(plan, target.proof))
 
     return in_parallel([functools.partial(one, target) for target in targets], parallel)
+
+
+def describe_proofs(plan: HostPlan, settings: ProofSettings) -> dict[str, str]:
+    """What `plan` shows for each unit's stage-4 proof."""
+    if not settings.enabled:
+        return {}
+    proofs = {proof.unit: proof for proof in plan.proofs}
+    return {
+        unit: describe_plan(plan_proof(unit, stage.name, settings, proofs), settings)
+        for stage in plan.stages
+        for unit in stage.units
+    }
 
 
 def in_parallel(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:

@@ -12,6 +12,7 @@ from deploy_guard.discovery import stage_specs
 from deploy_guard.engine import HostTarget
 from deploy_guard.errors import UsageError
 from deploy_guard.inventory import InventoryHost, load_flake_inventory
+from deploy_guard.proof import ProofSettings
 from deploy_guard.selection import known_hosts, select_hosts
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
@@ -67,9 +68,29 @@ def resolve_targets(
         become = SUDO if entry and entry.become == "sudo" else ()
         specs = stage_specs(config, name, stages)
         targets.append(
-            HostTarget(name, destination, become, specs, ssh_config, tuple(config.preflight))
+            HostTarget(
+                name,
+                destination,
+                become,
+                specs,
+                ssh_config,
+                tuple(config.preflight),
+                proof_settings(config, privileged=bool(become)),
+            )
         )
     return tuple(targets)
+
+
+def proof_settings(config: Config, *, privileged: bool) -> ProofSettings:
+    """`[proof]` and each stage's `verify`, as the engine takes them."""
+    return ProofSettings(
+        enabled=config.proof.enabled,
+        require=config.proof.require,
+        timeout=config.proof.timeout,
+        commands=dict(config.proof.commands),
+        stage_commands={stage.name: stage.verify for stage in config.stages if stage.verify},
+        privileged=privileged,
+    )
 
 
 def connect(target: HostTarget, *, connect_timeout: float) -> Transport:

@@ -42,6 +42,7 @@ from deploy_guard.config.checks import (
 )
 from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
+from deploy_guard.config.proof import ProofConfig
 from deploy_guard.config.stages import HostConfig, StageConfig, StageOverride, default_stages
 from deploy_guard.errors import ConfigError
 
@@ -64,6 +65,7 @@ __all__ = [
     "MetricsConfig",
     "NotifyConfig",
     "PreflightCheck",
+    "ProofConfig",
     "ReceiptsConfig",
     "StageConfig",
     "StageOverride",
@@ -134,6 +136,10 @@ class Config(StrictModel):
     )
     receipts: ReceiptsConfig = Field(
         default_factory=ReceiptsConfig, description="Receipts and journal entries on each host"
+    )
+    proof: ProofConfig = Field(
+        default_factory=ProofConfig,
+        description="Stage 4: prove each backup's artifact from the backup tool's own records",
     )
 
     @field_validator("preflight", "health")
