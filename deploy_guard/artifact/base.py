@@ -138,7 +138,7 @@ def newest_decision(
         return Artifact(
             ArtifactStatus.MISSING,
             kind,
-            detail=f"{tool} exited 0 but there is no {what} of this backup {where}",
+            detail=f"{tool} exited 0 but there is no {what} {where}",
         )
     newest = max(candidates, key=lambda candidate: candidate.time)
     threshold = started_at

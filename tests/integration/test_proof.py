@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.guard import guard, oneshot, write_config
+from tests.integration.guard import guard, oneshot, simple, write_config
+from tests.integration.proof_standins import add_snapshot, install_standins
 from tests.testbed.host import TestHost
 
 RESTIC_ENVIRONMENT = (
@@ -13,6 +14,21 @@ RESTIC_ENVIRONMENT = (
     "Environment=RESTIC_PASSWORD_FILE=/etc/restic/password\n"
 )
 RESTIC_CLI = "RESTIC_PASSWORD_FILE=/etc/restic/password restic -r /var/lib/restic-repo --no-cache"
+
+
+SNAPSHOTS = """
+[[stages]]
+name = "snapshots"
+timeout = "2m"
+units = ["sanoid.service"]
+"""
+REPLICATION = """
+[[stages]]
+name = "replication"
+timeout = "2m"
+units = ["syncoid-tank-*.service"]
+exclude = ["*-replication-info.service"]
+"""
 
 
 def stage(units: str, extra: str = "") -> str:
@@ -46,9 +62,7 @@ def test_restic_job_that_exits_0_without_a_snapshot_is_failed_missing(
     assert unit["outcome"] == "failed", unit
     assert unit["artifact"]["status"] == "missing"
     assert unit["artifact"]["kind"] == "restic"
-    assert unit["reason"] == (
-        "restic exited 0 but there is no snapshot of this backup in the repository"
-    )
+    assert unit["reason"] == ("restic exited 0 but there is no snapshot in the repository")
     assert result.code == 1, result.stderr
 
 
@@ -129,4 +143,92 @@ def test_stage_verify_command_proves_any_backup(
     assert units["btrbk-local.service"]["artifact"]["id"] == "btrbk-local.service"
     assert units["btrbk-lazy.service"]["artifact"]["status"] == "stale"
     assert units["btrbk-lazy.service"]["outcome"] == "failed"
+    assert result.code == 1, result.stderr
+
+
+SANOID_CONF = """\
+[tank/data]
+    use_template = production
+[tank/old]
+    hourly = 0
+    daily = 30
+[template_production]
+    hourly = 36
+"""
+
+
+def test_sanoid_proof_reads_every_managed_datasets_newest_snapshot(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    install_standins(host)
+    host.write_file("/etc/sanoid/sanoid.conf", SANOID_CONF)
+    add_snapshot(host, "tank/old@autosnap_2025-11-28_23:59:01_daily", 3 * 86400)
+    take = "zfs snapshot tank/data@autosnap_$(date -u +%Y-%m-%d_%H:%M:%S)_hourly"
+    host.install_unit("sanoid.service", simple(take))
+    host.daemon_reload()
+    config = write_config(tmp_path, SNAPSHOTS)
+
+    result = guard(dg_env, "run", "forge", config=config)
+
+    unit = result.units()["sanoid.service"]
+    assert unit["outcome"] == "failed", unit
+    assert unit["artifact"]["status"] == "stale"
+    assert unit["reason"] == (
+        "sanoid exited 0 but the newest snapshot of tank/old@autosnap_2025-11-28_23:59:01_daily "
+        "is 3 days old (period 24h)"
+    )
+    host.write_file("/etc/sanoid/sanoid.conf", SANOID_CONF.split("[tank/old]", maxsplit=1)[0])
+    again = guard(dg_env, "run", "forge", config=config)
+    assert again.units()["sanoid.service"]["artifact"]["status"] == "verified", again.stderr
+    assert again.code == 0, again.stderr
+
+
+def test_syncoid_proof_needs_a_sync_snapshot_made_by_the_run(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    install_standins(host)
+    add_snapshot(host, "tank/logs@syncoid_forge_2025-11-30:10:00:00-GMT+00:00", 86400)
+    units = {
+        "syncoid-tank-data.service": "/usr/local/sbin/syncoid --sendoptions w tank/data nas:d",
+        "syncoid-tank-home.service": "/usr/local/sbin/syncoid --no-sync-snap tank/home nas:h",
+        # exits 0 without replicating anything (a wrapper that swallowed syncoid's failure)
+        "syncoid-tank-logs.service": "/bin/true tank/logs backup@nas:tank/logs",
+    }
+    for unit, command in units.items():
+        host.install_unit(unit, f"[Service]\nType=simple\nExecStart={command}\n")
+    host.daemon_reload()
+    config = write_config(tmp_path, REPLICATION)
+
+    result = guard(dg_env, "run", "forge", config=config)
+
+    found = {name: unit["artifact"] for name, unit in result.units().items()}
+    assert found["syncoid-tank-data.service"]["status"] == "verified", found
+    assert found["syncoid-tank-data.service"]["id"].startswith("tank/data@syncoid_forge_")
+    assert found["syncoid-tank-home.service"]["status"] == "unverified"
+    assert "--no-sync-snap" in found["syncoid-tank-home.service"]["detail"]
+    assert found["syncoid-tank-logs.service"]["status"] == "stale"
+    assert result.units()["syncoid-tank-logs.service"]["outcome"] == "failed"
+    assert result.code == 1, result.stderr
+
+
+def test_pgbackrest_proof_reads_the_newest_backup_of_the_jobs_type(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    install_standins(host)
+    backup = "/usr/local/sbin/pgbackrest --stanza=main --type={type} backup"
+    host.install_unit("pgbackrest-main-full.service", oneshot(backup.format(type="full")))
+    # exits 0 without a backup: no diff backup exists in the repository
+    host.install_unit("pgbackrest-main-diff.service", oneshot("echo diff backup done"))
+    host.daemon_reload()
+    config = write_config(tmp_path, stage("pgbackrest-main-*.service"))
+
+    result = guard(dg_env, "run", "forge", config=config)
+
+    units = result.units()
+    full = units["pgbackrest-main-full.service"]
+    assert (full["outcome"], full["artifact"]["status"]) == ("succeeded", "verified"), full
+    assert full["artifact"]["id"].endswith("F")
+    diff = units["pgbackrest-main-diff.service"]
+    assert (diff["outcome"], diff["artifact"]["status"]) == ("failed", "missing"), diff
+    assert diff["reason"] == "pgbackrest exited 0 but there is no diff backup of stanza main"
     assert result.code == 1, result.stderr
