@@ -114,3 +114,32 @@ def add_snapshot(host: TestHost, name: str, seconds_ago: int) -> None:
     """A snapshot taken ``seconds_ago`` (before the guard ran)."""
     host.ssh(f"mkdir -p /var/lib/zfs-standin && printf '%s\\t%s\\n' '{name}' "
              f"$(( $(date +%s) - {seconds_ago} )) >> /var/lib/zfs-standin/snapshots")  # fmt: skip
+
+
+# What the NixOS module's deploy-guard-proof@UNIT.service does with jq, in sh and awk (a
+# Debian minbase host has no jq): run the check, log one JSON record.
+PROOF_RECORD: Final = r"""#!/bin/sh
+unit=$1 kind=$2; shift 2
+out=$(mktemp) err=$(mktemp); status=0
+"$@" >"$out" 2>"$err" || status=$?
+encode() {
+    awk 'BEGIN { ORS = "" }
+         { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); print $0 "\\n" }' "$1"
+}
+printf '{"deploy_guard_proof":1,"unit":"%s","kind":"%s",' "$unit" "$kind"
+printf '"invocation":"%s","exit_status":%s,' "$INVOCATION_ID" "$status"
+printf '"stdout":"%s","stderr":"%s"}\n' "$(encode "$out")" "$(encode "$err")"
+rm -f "$out" "$err"
+"""
+
+
+def install_proof_unit(host: TestHost, unit: str, kind: str, check: str, service: str) -> str:
+    """A deploy-guard-proof@UNIT.service like the module's; its name."""
+    host.write_file("/usr/local/lib/deploy-guard-proof-record", PROOF_RECORD, mode=0o755)
+    name = f"deploy-guard-proof@{unit.removesuffix('.service')}.service"
+    check = check.replace("%", "%%")  # systemd specifiers
+    host.install_unit(name, (
+        f"[Service]\nType=oneshot\n{service}\n"
+        f"ExecStart=/usr/local/lib/deploy-guard-proof-record {unit} {kind} /bin/sh -c '{check}'\n"
+    ))  # fmt: skip
+    return name

@@ -3,10 +3,11 @@ is only a success when the backup tool's own records show its artifact (issue 16
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from tests.integration.guard import guard, oneshot, simple, write_config
-from tests.integration.proof_standins import add_snapshot, install_standins
+from tests.integration.guard import guard, oneshot, simple, started_units, write_config
+from tests.integration.proof_standins import add_snapshot, install_proof_unit, install_standins
 from tests.testbed.host import TestHost
 
 RESTIC_ENVIRONMENT = (
@@ -231,4 +232,33 @@ def test_pgbackrest_proof_reads_the_newest_backup_of_the_jobs_type(
     diff = units["pgbackrest-main-diff.service"]
     assert (diff["outcome"], diff["artifact"]["status"]) == ("failed", "missing"), diff
     assert diff["reason"] == "pgbackrest exited 0 but there is no diff backup of stanza main"
+    assert result.code == 1, result.stderr
+
+
+def test_with_the_hosts_proof_units_the_check_runs_as_a_proven_unit(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    install_silent_restic_job(host, "silent")
+    check = 'restic --no-cache snapshots --json --latest 1 --host "$(uname -n)"'
+    proofs = []
+    for unit, paths in (("restic-backups-home.service", ["/home"]),
+                        ("restic-backups-silent.service", ["/srv"])):  # fmt: skip
+        proof_unit = install_proof_unit(host, unit, "restic", check, RESTIC_ENVIRONMENT)
+        proofs.append({"unit": unit, "kind": "restic", "proof_unit": proof_unit,
+                       "params": {"paths": paths}})  # fmt: skip
+    host.daemon_reload()
+    units = ["restic-backups-home.service", "restic-backups-silent.service"]
+    manifest = {"schema_version": 1, "proofs": proofs,
+                "stages": [{"name": "applications", "units": units}]}  # fmt: skip
+    host.write_file("/etc/deploy-guard/manifest.json", json.dumps(manifest))
+    config = write_config(tmp_path, stage("restic-backups-*.service"))
+
+    result = guard(dg_env, "run", "forge", config=config)
+
+    found = result.units()
+    assert found["restic-backups-home.service"]["artifact"]["status"] == "verified", found
+    assert found["restic-backups-silent.service"]["artifact"]["status"] == "missing"
+    assert found["restic-backups-silent.service"]["outcome"] == "failed"
+    proof_units = tuple(proof["proof_unit"] for proof in proofs)
+    assert started_units(host, proof_units) == set(proof_units)
     assert result.code == 1, result.stderr
