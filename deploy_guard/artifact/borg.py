@@ -45,7 +45,10 @@ def describe(params: Params) -> str:
 
 
 def direct_params(unit: str, exec_argv: Sequence[str]) -> dict[str, Any]:
-    return {}
+    """The NixOS module names archives `HOSTNAME-JOB-TIMESTAMP` (archiveBaseName's default):
+    keep this job's, so that another job sharing the repository cannot prove this one."""
+    job = unit.removesuffix(".service").removeprefix("borgbackup-job-")
+    return {"glob": f"*-{job}-*"}
 
 
 def judge(output: CheckOutput, started_at: datetime, params: Params) -> Artifact:

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from deploy_guard.artifact.base import (
     Artifact,
+    ArtifactStatus,
     Candidate,
     CheckOutput,
     Params,
@@ -84,14 +85,16 @@ def judge(output: CheckOutput, started_at: datetime, params: Params) -> Artifact
     if wanted:
         key = tuple(sorted(str(path) for path in wanted))
         candidates = [candidate for candidate, paths in snapshots if paths == key]
-    else:
-        groups = {paths for _candidate, paths in snapshots}
-        if len(groups) > 1:
-            listed = "; ".join(" ".join(group) for group in sorted(groups))
-            return unverified(
-                KIND,
-                f"the repository holds snapshots of {len(groups)} sets of paths ({listed}) and "
-                "this job's paths are unknown: which one is its own cannot be told",
-            )
-        candidates = [candidate for candidate, _paths in snapshots]
-    return newest_decision(KIND, candidates, started_at, tool="restic", what="snapshot")
+        return newest_decision(KIND, candidates, started_at, tool="restic", what="snapshot")
+    # This job's paths are unknown: another job sharing the repository may have made any
+    # new snapshot, so only "nothing at all" and "nothing new at all" can be told.
+    everything = [candidate for candidate, _paths in snapshots]
+    decision = newest_decision(KIND, everything, started_at, tool="restic", what="snapshot")
+    if decision.status is not ArtifactStatus.VERIFIED:
+        return decision
+    groups = sorted({" ".join(paths) for _candidate, paths in snapshots})
+    return unverified(
+        KIND,
+        f"the repository has a snapshot made since the run started ({decision.id}, of "
+        f"{'; '.join(groups)}), but this job's paths are unknown: whose it is cannot be told",
+    )

@@ -262,3 +262,38 @@ def test_with_the_hosts_proof_units_the_check_runs_as_a_proven_unit(
     proof_units = tuple(proof["proof_unit"] for proof in proofs)
     assert started_units(host, proof_units) == set(proof_units)
     assert result.code == 1, result.stderr
+
+
+BORG_ENVIRONMENT = (
+    "Environment=BORG_REPO=/var/lib/borg-repo\n"
+    "Environment=BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes\n"
+    "Environment=BORG_RELOCATED_REPO_ACCESS_IS_OK=yes\n"
+)
+
+
+def test_borg_proof_reads_the_newest_archive_of_the_repository(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    host.ssh("borg init --encryption=none /var/lib/borg-repo")
+    # Type=simple like the NixOS borgbackup jobs; the archive name as NixOS makes it.
+    create = "borg create ::forge-docs-$(date +%Y-%m-%dT%H:%M:%S) /home"
+    config = write_config(tmp_path, stage("borgbackup-job-*.service"))
+
+    def install(name: str, command: str) -> None:
+        unit = simple(command).replace("[Service]\n", "[Service]\n" + BORG_ENVIRONMENT)
+        host.install_unit(f"borgbackup-job-{name}.service", unit)
+        host.daemon_reload()
+
+    install("docs", create)
+    first = guard(dg_env, "run", "forge", config=config)
+    install("docs", "echo archive created")  # the job breaks: exits 0, archives nothing
+    second = guard(dg_env, "run", "forge", config=config)
+
+    docs = first.units()["borgbackup-job-docs.service"]
+    assert (docs["outcome"], docs["artifact"]["status"]) == ("succeeded", "verified"), docs
+    assert docs["artifact"]["id"].startswith("forge-docs-")
+    assert first.code == 0, first.stderr
+    broken = second.units()["borgbackup-job-docs.service"]
+    assert (broken["outcome"], broken["artifact"]["status"]) == ("failed", "stale"), broken
+    assert broken["artifact"]["id"] == docs["artifact"]["id"]
+    assert second.code == 1, second.stderr

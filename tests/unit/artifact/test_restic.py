@@ -62,16 +62,18 @@ def test_empty_repository_is_missing() -> None:
     assert "no snapshot" in found.detail
 
 
-def test_several_path_sets_without_known_paths_cannot_be_told_apart() -> None:
-    found = judge(RESTIC_014, SNAPSHOT_A - timedelta(seconds=5))
+@pytest.mark.parametrize("document", [RESTIC_014, RESTIC_014.split("},{", maxsplit=1)[0] + "}]"])
+def test_without_the_jobs_paths_a_new_snapshot_proves_nothing(document: str) -> None:
+    # Another job sharing the repository may have made it (fail closed).
+    found = judge(document, SNAPSHOT_A - timedelta(seconds=5))
     assert found.status is ArtifactStatus.UNVERIFIED
     assert found.detail is not None
-    assert "2 sets of paths" in found.detail
+    assert "this job's paths are unknown" in found.detail
 
 
-def test_single_path_set_without_known_paths_is_used() -> None:
-    only_a = RESTIC_014.split("},{", maxsplit=1)[0] + "}]"
-    assert judge(only_a, SNAPSHOT_A).status is ArtifactStatus.VERIFIED
+def test_without_the_jobs_paths_nothing_new_at_all_is_still_stale() -> None:
+    found = judge(RESTIC_014, SNAPSHOT_A + timedelta(days=3))
+    assert found.status is ArtifactStatus.STALE
 
 
 def test_backup_end_of_restic_017_is_preferred_over_the_start() -> None:
@@ -80,7 +82,7 @@ def test_backup_end_of_restic_017_is_preferred_over_the_start() -> None:
         '"summary":{"backup_start":"2026-12-01T10:00:00.5+01:00",'
         '"backup_end":"2026-12-01T10:05:00.123456789+01:00"}}]'
     )
-    found = judge(document, datetime(2026, 12, 1, 9, 1, tzinfo=UTC))
+    found = judge(document, datetime(2026, 12, 1, 9, 1, tzinfo=UTC), paths=["/home"])
     assert found.status is ArtifactStatus.VERIFIED
     assert found.time == datetime(2026, 12, 1, 9, 5, 0, 123456, tzinfo=UTC)
 
