@@ -19,6 +19,7 @@ from deploy_guard.proof import (
     ProofSettings,
     Prover,
     apply_artifact,
+    describe_plan,
     parse_proof_records,
     parse_unit_environments,
     plan_proof,
@@ -304,3 +305,22 @@ def test_report_documents_the_artifact() -> None:
         "time": "2026-12-01T20:15:56.942Z", "detail": "d",
     }  # fmt: skip
     assert unit_json(UnitResult("a.service", Outcome.FAILED))["artifact"] is None
+
+
+def test_plan_says_what_proves_each_unit() -> None:
+    proofs = {PROOF.unit: PROOF}
+    settings = ProofSettings(stage_commands={"other": "x"})
+
+    def described(unit: str, stage: str = "apps", chosen: ProofSettings = settings) -> str:
+        return describe_plan(plan_proof(unit, stage, chosen, proofs), chosen)
+
+    assert described("restic-backups-home.service") == (
+        "restic: newest snapshot of /home of this host made after the run started "
+        "(by deploy-guard-proof@restic-backups-home.service)"
+    )
+    assert described("sanoid.service").endswith("(when logged in as root, with the unit's "
+                                                "environment; else unverified)")  # fmt: skip
+    become = ProofSettings(privileged=True)
+    assert "(through become" in described("sanoid.service", chosen=become)
+    assert described("btrbk-a.service", "other") == "command: x"
+    assert described("btrbk-a.service").startswith("unverified: no proof is known")
