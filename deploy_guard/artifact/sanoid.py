@@ -62,9 +62,16 @@ def describe(params: Params) -> str:
 
 
 def direct_params(unit: str, exec_argv: Sequence[str]) -> dict[str, Any]:
-    for arg in exec_argv:
+    """sanoid's `--configdir DIR` (or `--configdir=DIR`) from ExecStart, else /etc/sanoid."""
+    args = list(exec_argv)
+    for index, arg in enumerate(args):
+        directory = None
         if arg.startswith("--configdir="):
-            return {"config": arg.removeprefix("--configdir=").rstrip("/") + "/sanoid.conf"}
+            directory = arg.removeprefix("--configdir=")
+        elif arg == "--configdir" and index + 1 < len(args):
+            directory = args[index + 1]
+        if directory:
+            return {"config": directory.rstrip("/") + "/sanoid.conf"}
     return {}
 
 

@@ -89,6 +89,10 @@ def test_sanoid_argv_reads_the_config_only_without_datasets() -> None:
     assert sanoid.direct_params("sanoid.service", ["sanoid", "--cron", "--configdir=/etc/x/"]) == {
         "config": "/etc/x/sanoid.conf"
     }
+    store = ["sanoid", "--cron", "--configdir", "/nix/store/abc-sanoid.d", "--verbose"]
+    assert sanoid.direct_params("sanoid.service", store) == {
+        "config": "/nix/store/abc-sanoid.d/sanoid.conf"
+    }
 
 
 def syncoid_judge(started: datetime, stdout: str = LISTING, **params: object):  # type: ignore[no-untyped-def]
