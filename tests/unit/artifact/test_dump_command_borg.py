@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -68,24 +68,44 @@ def test_failing_verify_command_is_unverified() -> None:
     assert found.detail == "the verify command exited 2: no such bucket"
 
 
-# The shape of borg 1.2's `borg list --json` (archives[] with archive, barchive, id, name,
-# start, time in local time without an offset; encryption; repository), preceded by `date +%z`.
-BORG = (
-    "+0100\n"
-    '{"archives": [{"archive": "forge-home-2025-12-01T21:00:03", "barchive": '
-    '"forge-home-2025-12-01T21:00:03", "id": "a9c3", "name": "forge-home-2025-12-01T21:00:03", '
-    '"start": "2025-12-01T21:00:03.000000", "time": "2025-12-01T21:00:03.000000"}], '
-    '"encryption": {"mode": "repokey"}, "repository": {"id": "0f", "last_modified": '
-    '"2025-12-01T21:00:09.000000", "location": "/var/lib/borg"}}\n'
+# Real output of `date +%z; borg list --last 1 --json` from borg 1.2.4 (Debian 12, the
+# testbed) run with TZ=Asia/Kolkata: borg prints local time without an offset.
+BORG_124 = (
+    "+0530\n"
+    "{\n"
+    '    "archives": [\n'
+    "        {\n"
+    '            "archive": "forge-docs-2026-12-01T21:00:03",\n'
+    '            "barchive": "forge-docs-2026-12-01T21:00:03",\n'
+    '            "id": "9a54ff14ff544d601bfff0b82dd36e4f57535a682752f2d330b5f4a1b93e70a4",\n'
+    '            "name": "forge-docs-2026-12-01T21:00:03",\n'
+    '            "start": "2026-12-02T02:29:41.000000",\n'
+    '            "time": "2026-12-02T02:29:41.000000"\n'
+    "        }\n"
+    "    ],\n"
+    '    "encryption": {\n'
+    '        "mode": "none"\n'
+    "    },\n"
+    '    "repository": {\n'
+    '        "id": "a85d143039daf08167a2fed7b44d311461c8ae4548443fd76339c98f97b577ee",\n'
+    '        "last_modified": "2026-12-02T02:29:41.000000",\n'
+    '        "location": "/var/lib/b"\n'
+    "    }\n"
+    "}\n"
 )
+ARCHIVED = datetime(2026, 12, 1, 20, 59, 41, tzinfo=UTC)
 
 
 def test_borg_archive_times_are_read_in_the_hosts_zone() -> None:
-    found = borg.judge(CheckOutput(0, BORG), STARTED, {})
+    found = borg.judge(CheckOutput(0, BORG_124), ARCHIVED - timedelta(seconds=2), {})
     assert found.status is ArtifactStatus.VERIFIED
-    assert found.time == datetime(2025, 12, 1, 21, 0, 3, tzinfo=timezone(timedelta(hours=1)))
-    late = borg.judge(CheckOutput(0, BORG), STARTED + timedelta(seconds=10), {})
+    assert (found.id, found.time) == ("forge-docs-2026-12-01T21:00:03", ARCHIVED)
+    late = borg.judge(CheckOutput(0, BORG_124), ARCHIVED + timedelta(hours=5), {})
     assert late.status is ArtifactStatus.STALE
+    assert late.detail == (
+        "borg exited 0 but the newest archive in the repository is 5h old (taken before this "
+        "run started)"
+    )
 
 
 def test_borg_empty_repository_is_missing_and_failure_unverified() -> None:
@@ -97,6 +117,7 @@ def test_borg_empty_repository_is_missing_and_failure_unverified() -> None:
 
 def test_borg_argv_filters_the_jobs_archives() -> None:
     assert borg.argv({"glob": "forge-home-*"})[-2:] == ["--glob-archives", "forge-home-*"]
+    assert borg.direct_params("borgbackup-job-docs.service", []) == {"glob": "*-docs-*"}
 
 
 @pytest.mark.parametrize(
