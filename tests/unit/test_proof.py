@@ -208,7 +208,10 @@ def test_an_empty_repository_fails_the_unit_and_the_stage() -> None:
     result, _events = prove(host, ProofSettings(), ["restic-backups-home.service"])
     assert result.outcome is StageOutcome.FAILED
     assert result.units[0].outcome is Outcome.FAILED
-    assert result.units[0].reason == "restic exited 0 but there is no snapshot in the repository"
+    assert (
+        result.units[0].reason
+        == "restic exited 0 but there is no snapshot of /home in the repository"
+    )
 
 
 def test_without_root_or_become_nothing_runs_and_the_unit_is_unverified_with_a_warning() -> None:

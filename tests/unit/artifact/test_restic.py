@@ -45,7 +45,7 @@ def test_snapshot_older_than_the_run_is_stale_with_its_age() -> None:
     found = judge(RESTIC_014, SNAPSHOT_A + timedelta(days=3), paths=["/tmp/rr/data/a"])
     assert found.status is ArtifactStatus.STALE
     assert found.detail == (
-        "restic exited 0 but the newest snapshot in the repository is 3 days old "
+        "restic exited 0 but the newest snapshot of /tmp/rr/data/a in the repository is 3 days old "
         "(taken before this run started)"
     )
 
