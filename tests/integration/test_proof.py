@@ -8,7 +8,9 @@ from pathlib import Path
 
 from tests.integration.guard import guard, oneshot, simple, started_units, write_config
 from tests.integration.proof_standins import add_snapshot, install_proof_unit, install_standins
+from tests.integration.test_polkit import GUARD_USER, guard_ssh_config, install_guard_user
 from tests.testbed.host import TestHost
+from tests.testbed.testbed import Testbed
 
 RESTIC_ENVIRONMENT = (
     "Environment=RESTIC_REPOSITORY=/var/lib/restic-repo\n"
@@ -297,3 +299,33 @@ def test_borg_proof_reads_the_newest_archive_of_the_repository(
     assert (broken["outcome"], broken["artifact"]["status"]) == ("failed", "stale"), broken
     assert broken["artifact"]["id"] == docs["artifact"]["id"]
     assert second.code == 1, second.stderr
+
+
+def test_guard_user_proves_through_the_granted_proof_units_only(
+    testbed: Testbed, host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    install_silent_restic_job(host, "silent")
+    check = 'restic --no-cache snapshots --json --latest 1 --host "$(uname -n)"'
+    units = ["restic-backups-home.service", "restic-backups-silent.service"]
+    proofs = [
+        {"unit": unit, "kind": "restic", "params": {"paths": [path]},
+         "proof_unit": install_proof_unit(host, unit, "restic", check, RESTIC_ENVIRONMENT)}
+        for unit, path in zip(units, ["/home", "/srv"], strict=True)
+    ]  # fmt: skip
+    host.daemon_reload()
+    manifest = {"schema_version": 1, "proofs": proofs,
+                "stages": [{"name": "applications", "units": units}]}  # fmt: skip
+    host.write_file("/etc/deploy-guard/manifest.json", json.dumps(manifest))
+    # What the module grants: the backups and their proof units, nothing else.
+    install_guard_user(testbed, host, [*units, *(proof["proof_unit"] for proof in proofs)])
+    home = guard_ssh_config(testbed, tmp_path / "home").parent.parent
+    config = write_config(tmp_path, stage("restic-backups-*.service"))
+
+    result = guard({**dg_env, "HOME": str(home)}, "run", "forge", config=config)
+
+    found = result.units()
+    assert found["restic-backups-home.service"]["artifact"]["status"] == "verified", found
+    assert found["restic-backups-silent.service"]["artifact"]["status"] == "missing"
+    assert result.code == 1, result.stderr
+    logins = host.ssh("journalctl -b -q -o cat _COMM=sshd | grep 'Accepted publickey for'").stdout
+    assert f"Accepted publickey for {GUARD_USER}" in logins
