@@ -329,3 +329,26 @@ def test_guard_user_proves_through_the_granted_proof_units_only(
     assert result.code == 1, result.stderr
     logins = host.ssh("journalctl -b -q -o cat _COMM=sshd | grep 'Accepted publickey for'").stdout
     assert f"Accepted publickey for {GUARD_USER}" in logins
+
+
+def test_dump_files_must_be_new_and_not_empty(
+    host: TestHost, dg_env: dict[str, str], tmp_path: Path
+) -> None:
+    host.ssh("mkdir -p /var/backup/postgresql && echo old > /var/backup/postgresql/wiki.sql.gz "
+             "&& touch -d '2 days ago' /var/backup/postgresql/wiki.sql.gz")  # fmt: skip
+    dump = "mkdir -p /var/backup/postgresql && echo dump | gzip > /var/backup/postgresql/{}.sql.gz"
+    host.install_unit("postgresqlBackup-app.service", oneshot(dump.format("app")))
+    host.install_unit("postgresqlBackup-wiki.service", oneshot("echo dumped wiki"))
+    host.install_unit("postgresqlBackup-shop.service",
+                      oneshot("touch /var/backup/postgresql/shop.sql.gz"))  # fmt: skip
+    host.daemon_reload()
+    config = write_config(tmp_path, stage("postgresqlBackup-*.service"))
+
+    result = guard(dg_env, "run", "forge", config=config)
+
+    found = {name: unit["artifact"] for name, unit in result.units().items()}
+    assert found["postgresqlBackup-app.service"]["status"] == "verified", found
+    assert found["postgresqlBackup-app.service"]["id"] == "/var/backup/postgresql/app.sql.gz"
+    assert found["postgresqlBackup-wiki.service"]["status"] == "stale"
+    assert found["postgresqlBackup-shop.service"]["status"] == "missing"  # empty
+    assert result.code == 1, result.stderr
