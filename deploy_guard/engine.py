@@ -9,7 +9,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,14 @@ from deploy_guard.model import (
     worst,
 )
 from deploy_guard.preflight import PreflightReport, run_preflight
+from deploy_guard.proof import (
+    ProofSettings,
+    Prover,
+    ProveStage,
+    describe_plan,
+    no_proof,
+    plan_proof,
+)
 from deploy_guard.recovery import Recovery
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
@@ -65,6 +73,7 @@ class HostTarget:
     # --stage left some configured stages out: the run cannot prove the whole host (no
     # last-success receipt, no last-success metric; issue 11, case 7).
     stage_subset: bool = False
+    proof: ProofSettings = field(default_factory=ProofSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ class PlanResult:
     plan: HostPlan | None
     error: str | None = None
     preflight: PreflightReport | None = None
+    proofs: dict[str, str] = field(default_factory=dict)  # unit -> what will prove it
 
 
 Connector = Callable[[HostTarget], Transport]
@@ -102,9 +112,11 @@ def connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdCli
         client.version()
         specs = target.specs
         text = client.read_file(MANIFEST_PATH)
-        if text is not None:  # the host says exactly which backup units it has
-            specs = with_manifest(specs, load_manifest(text))
-        return client, plan_host(target.name, specs, discover(client, specs))
+        manifest = load_manifest(text) if text is not None else None
+        if manifest is not None:  # the host says exactly which backup units it has
+            specs = with_manifest(specs, manifest)
+        plan = plan_host(target.name, specs, discover(client, specs))
+        return client, replace(plan, proofs=manifest.proofs if manifest else ())
     except BaseException:
         transport.close()
         raise
@@ -137,7 +149,7 @@ def nothing_guarded(plan: HostPlan) -> str | None:
 
 
 def _run_stages(
-    plan: HostPlan, context: StageContext, warnings: list[str]
+    plan: HostPlan, context: StageContext, warnings: list[str], prove: ProveStage = no_proof
 ) -> tuple[tuple[StageResult, ...], str | None]:
     host, emit = plan.host, context.emit
     results: list[StageResult] = []
@@ -151,6 +163,8 @@ def _run_stages(
         if stage.units:
             run = run_stage(context, stage)
             result, error = run.result, run.fatal
+            if error is None:  # stage 4: the units that succeeded left their artifact
+                result = prove(stage, result)
         else:
             before = len(warnings)
             result = _empty_stage(stage, host, warnings)
@@ -202,7 +216,8 @@ def run_host(
             return HostResult(target.name, ExitCode.CRITICAL, stages, error=reason,
                               preflight=preflight)  # fmt: skip
         warnings: list[str] = []
-        stages, error = _run_stages(plan, stage_context, warnings)
+        prover = Prover(stage_context, target.proof, {p.unit: p for p in plan.proofs})
+        stages, error = _run_stages(plan, stage_context, warnings, prover)
     except DeployGuardError as exc:
         return HostResult(target.name, ExitCode.CRITICAL, error=host_error(exc, target.name))
     except Exception as exc:
@@ -240,9 +255,21 @@ def plan_hosts(
         finally:
             client.transport.close()
         error = None if preflight.ok else preflight.summary()
-        return PlanResult(target.name, plan, error, preflight)
+        return PlanResult(target.name, plan, error, preflight, describe_proofs(plan, target.proof))
 
     return in_parallel([functools.partial(one, target) for target in targets], parallel)
+
+
+def describe_proofs(plan: HostPlan, settings: ProofSettings) -> dict[str, str]:
+    """What `plan` shows for each unit's stage-4 proof."""
+    if not settings.enabled:
+        return {}
+    proofs = {proof.unit: proof for proof in plan.proofs}
+    return {
+        unit: describe_plan(plan_proof(unit, stage.name, settings, proofs), settings)
+        for stage in plan.stages
+        for unit in stage.units
+    }
 
 
 def in_parallel(jobs: Sequence[Callable[[], T]], limit: int) -> list[T]:

@@ -12,6 +12,7 @@ from deploy_guard.discovery import stage_specs
 from deploy_guard.engine import HostTarget
 from deploy_guard.errors import ConfigError, UsageError
 from deploy_guard.inventory import InventoryHost, load_flake_inventory
+from deploy_guard.proof import ProofSettings
 from deploy_guard.selection import known_hosts, select_hosts
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
@@ -79,7 +80,8 @@ def resolve_targets(
         preflight = tuple(config.preflight)
         targets.append(
             HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination,
-                       stage_subset=bool(set(known_stages) - set(stages or known_stages)))
+                       stage_subset=bool(set(known_stages) - set(stages or known_stages)),
+                       proof=proof_settings(config, privileged=bool(become)))
         )  # fmt: skip
     return tuple(targets)
 
@@ -97,6 +99,18 @@ def _check_destination(name: str, destination: str) -> None:
     if problem is not None:
         what = host if name == host else f"{host} (host {name})"
         raise UsageError(f"{what} is not a valid host name: {problem}")
+
+
+def proof_settings(config: Config, *, privileged: bool) -> ProofSettings:
+    """`[proof]` and each stage's `verify`, as the engine takes them."""
+    return ProofSettings(
+        enabled=config.proof.enabled,
+        require=config.proof.require,
+        timeout=config.proof.timeout,
+        commands=dict(config.proof.commands),
+        stage_commands={stage.name: stage.verify for stage in config.stages if stage.verify},
+        privileged=privileged,
+    )
 
 
 def connect(target: HostTarget, *, connect_timeout: float) -> Transport:

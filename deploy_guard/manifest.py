@@ -101,6 +101,24 @@ class ManifestStage(_Strict):
         return None if self.timeout is None else parse_duration(self.timeout)
 
 
+class ManifestProof(_Strict):
+    """How the host proves one backup's artifact (issue 16): a proof unit the module defines,
+    which runs the kind's check as the backup's own user and logs one JSON record."""
+
+    unit: UnitName = Field(description="The backup unit this proves")
+    kind: Literal["restic", "borg", "pgbackrest", "dump", "sanoid", "syncoid"] = Field(
+        description="Which backup tool's records prove it (deploy_guard/artifact/KIND.py)"
+    )
+    proof_unit: UnitName = Field(
+        description="The oneshot unit that runs the check (deploy-guard-proof@UNIT.service)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the check and its judge need: restic paths, borg glob, pgBackRest "
+        "stanza and type, dump files, sanoid datasets and periods, syncoid source",
+    )
+
+
 class Manifest(_Strict):
     """`/etc/deploy-guard/manifest.json`: the host's backup inventory, stage by stage."""
 
@@ -109,6 +127,9 @@ class Manifest(_Strict):
     )
     stages: tuple[ManifestStage, ...] = Field(
         description="Stages in the order they run; every unit appears in exactly one stage"
+    )
+    proofs: tuple[ManifestProof, ...] = Field(
+        (), description="Proof units of the backups (stage 4, verification); optional"
     )
 
     @field_validator("stages")

@@ -10,9 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from deploy_guard.artifact.base import Artifact
 from deploy_guard.errors import ExitCode
 
 if TYPE_CHECKING:  # preflight.py imports this module
+    from deploy_guard.manifest import ManifestProof
     from deploy_guard.preflight import PreflightReport
 
 
@@ -77,6 +79,8 @@ class HostPlan:
 
     host: str
     stages: tuple[StagePlan, ...]
+    # The host manifest's proof units (issue 16), by the backup unit each proves.
+    proofs: tuple[ManifestProof, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class UnitResult:
     log_tail: tuple[str, ...] = ()
     reason: str | None = None
     age_s: float | None = None  # `fresh` units: how long ago their last success ended
+    artifact: Artifact | None = None  # stage 4: the backup's own records (deploy_guard.proof)
 
 
 @dataclass(frozen=True, slots=True)

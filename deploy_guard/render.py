@@ -52,6 +52,9 @@ def _describe(result: UnitResult) -> str:
         parts += [detail for detail in details if detail]
         if result.reason:
             parts.append(f"- {result.reason}")
+    elif result.artifact is not None:
+        found = result.artifact
+        parts.append(f"({found.kind} {found.status.value}{f' {found.id}' if found.id else ''})")
     return " ".join(parts)
 
 
@@ -297,6 +300,8 @@ def print_plan(console: Console, plans: Sequence[PlanResult],
                           f"{flags})")  # fmt: skip
             for unit in stage.units:
                 console.print(f"       run      {unit}")
+                if unit in result.proofs:
+                    console.print(Text(f"         proof  {result.proofs[unit]}", style="dim"))
             for excluded in stage.excluded:
                 console.print(
                     Text(f"       exclude  {excluded.unit}: {excluded.reason}", style="dim")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from deploy_guard.artifact.base import Artifact
 from deploy_guard.engine import PlanResult
 from deploy_guard.model import (
     BuildOutcome,
@@ -35,6 +36,19 @@ def time_text(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def artifact_json(found: Artifact | None) -> Json | None:
+    """Stage 4's proof of a unit's backup (README, "Report schema": `artifact`)."""
+    if found is None:
+        return None
+    return {
+        "status": found.status.value,
+        "kind": found.kind,
+        "id": found.id,
+        "time": time_text(found.time),
+        "detail": found.detail,
+    }
+
+
 def unit_json(unit: UnitResult) -> Json:
     return {
         "unit": unit.unit,
@@ -48,6 +62,7 @@ def unit_json(unit: UnitResult) -> Json:
         "log_tail": list(unit.log_tail),
         "reason": unit.reason,
         "age_s": unit.age_s,
+        "artifact": artifact_json(unit.artifact),
     }
 
 
@@ -147,7 +162,14 @@ def plan_json(
                     "timeout_s": stage.timeout_s,
                     "max_parallel": stage.max_parallel,
                     "source": stage.source,
-                    "units": [{"unit": unit, "source": stage.source} for unit in stage.units],
+                    "units": [
+                        {
+                            "unit": unit,
+                            "source": stage.source,
+                            "proof": result.proofs.get(unit),
+                        }
+                        for unit in stage.units
+                    ],
                     "excluded": [{"unit": e.unit, "reason": e.reason} for e in stage.excluded],
                     "unmatched": list(stage.unmatched),
                 }

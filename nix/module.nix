@@ -89,6 +89,206 @@ let
       lib.unique (derivedUnits.${name} ++ stage.extraUnits)
     );
 
+  # Stage 4, verification (issue 16): for each derived backup unit, a oneshot
+  # deploy-guard-proof@UNIT.service that lists the backup tool's own records as the backup's
+  # user, with the backup unit's environment, and logs one JSON record
+  # ({"deploy_guard_proof": 1, "unit", "kind", "invocation", "exit_status", "stdout",
+  # "stderr"}). deploy-guard starts it after the backup succeeded and judges the answer
+  # (deploy_guard/artifact/KIND.py); each check below is the `argv` of that file.
+  backupService = unit: config.systemd.services.${lib.removeSuffix ".service" unit} or { };
+  proofUnitName = unit: "deploy-guard-proof@${lib.removeSuffix ".service" unit}.service";
+  packageOr = attrs: name: if attrs ? package then attrs.package else pkgs.${name};
+  zfsPackage = config.boot.zfs.package or pkgs.zfs;
+  zfsList = "${zfsPackage}/bin/zfs list -Hp -t snapshot -o name,creation";
+  backupTypes = [ "full" "diff" "incr" ];
+
+  resticProofs = lib.mapAttrsToList (name: backup: {
+    unit = "restic-backups-${name}.service";
+    kind = "restic";
+    params = lib.optionalAttrs ((backup.paths or null) != null && backup.paths != [ ]) {
+      paths = backup.paths;
+    };
+    check = ''exec ${packageOr backup "restic"}/bin/restic --no-cache snapshots --json --latest 1 --host "$(uname -n)"'';
+  }) (services.restic.backups or { });
+
+  borgProofs = lib.mapAttrsToList (
+    name: job:
+    let
+      base = job.archiveBaseName or null;
+      glob = lib.optionalString (base != null) "${base}-*";
+    in
+    {
+      unit = "borgbackup-job-${name}.service";
+      kind = "borg";
+      params = lib.optionalAttrs (base != null) { inherit glob; };
+      check =
+        "date +%z; exec ${packageOr job "borgbackup"}/bin/borg list --last 1 --json"
+        + lib.optionalString (base != null) " --glob-archives ${lib.escapeShellArg glob}";
+    }
+  ) (services.borgbackup.jobs or { });
+
+  pgbackrestProofs = lib.optionals (isEnabled (services.pgbackrest or { })) (
+    lib.concatLists (
+      lib.mapAttrsToList (
+        stanza: stanzaConfig:
+        lib.mapAttrsToList (job: jobConfig: {
+          unit = "pgbackrest-${stanza}-${job}.service";
+          kind = "pgbackrest";
+          params = {
+            inherit stanza;
+          }
+          // lib.optionalAttrs (lib.elem (jobConfig.type or job) backupTypes) {
+            type = jobConfig.type or job;
+          };
+          check = "exec ${packageOr services.pgbackrest "pgbackrest"}/bin/pgbackrest info --output=json --stanza=${lib.escapeShellArg stanza}";
+        }) (stanzaConfig.jobs or { })
+      ) (services.pgbackrest.stanzas or { })
+    )
+  );
+
+  # deploy_guard/artifact/dump.py: `stat` every file the globs match (IFS empty: no splitting).
+  dumpCheck =
+    files:
+    ''IFS=; for pattern in ${lib.escapeShellArgs files}; do for file in $pattern; do [ -e "$file" ] && stat -L -c "%s %Y %n" -- "$file"; done; done; exit 0'';
+  dumpProof = unit: files: {
+    inherit unit;
+    kind = "dump";
+    params = { inherit files; };
+    check = dumpCheck files;
+  };
+  postgresqlBackupLocation = services.postgresqlBackup.location or "/var/backup/postgresql";
+  mysqlBackup = services.mysqlBackup or { };
+  dumpProofs =
+    map (
+      unit:
+      let
+        database = lib.removePrefix "-" (lib.removePrefix "postgresqlBackup" (lib.removeSuffix ".service" unit));
+      in
+      dumpProof unit [ "${postgresqlBackupLocation}/${if database == "" then "all" else database}.sql*" ]
+    ) postgresqlBackupUnits
+    ++ lib.optional (isEnabled mysqlBackup) (
+      dumpProof "mysql-backup.service" (
+        let
+          location = mysqlBackup.location or "/var/backup/mysql";
+          databases = mysqlBackup.databases or [ ];
+        in
+        if databases == [ ] then [ "${location}/*" ] else map (db: "${location}/${db}.*") databases
+      )
+    );
+
+  # sanoid: each dataset's most frequent period, after its templates and sanoid's defaults
+  # (sanoid.defaults.conf: hourly 48, daily 90, monthly 6, frequent_period 15 minutes).
+  sanoidDefaults = {
+    frequently = 0;
+    hourly = 48;
+    daily = 90;
+    weekly = 0;
+    monthly = 6;
+    yearly = 0;
+    frequent_period = 15;
+    autosnap = true;
+  };
+  sanoidPeriods = [
+    { name = "hourly"; seconds = 3600; }
+    { name = "daily"; seconds = 86400; }
+    { name = "weekly"; seconds = 604800; }
+    { name = "monthly"; seconds = 2678400; }
+    { name = "yearly"; seconds = 31622400; }
+  ];
+  sanoidValues =
+    dataset:
+    let
+      clean = attrs: lib.filterAttrs (_: value: value != null) ((attrs.settings or { }) // attrs);
+      templates = map (name: (services.sanoid.templates or { }).${name} or { }) (
+        dataset.useTemplate or [ ]
+      );
+    in
+    lib.foldl' (values: layer: values // clean layer) sanoidDefaults (templates ++ [ dataset ]);
+  sanoidPeriod =
+    values:
+    let
+      count = name: lib.toInt (toString (values.${name} or 0));
+      periodic = lib.filter (period: count period.name > 0) sanoidPeriods;
+    in
+    if values.autosnap == false || values.autosnap == "no" then
+      null
+    else if count "frequently" > 0 then
+      lib.toInt (toString values.frequent_period) * 60
+    else if periodic != [ ] then
+      (lib.head periodic).seconds
+    else
+      null;
+  sanoidDatasets = lib.filterAttrs (_: period: period != null) (
+    lib.mapAttrs (_: dataset: sanoidPeriod (sanoidValues dataset)) (services.sanoid.datasets or { })
+  );
+  sanoidProofs = lib.optional (isEnabled (services.sanoid or { })) {
+    unit = "sanoid.service";
+    kind = "sanoid";
+    params.datasets = sanoidDatasets;
+    zfs = true;
+    check = ''date +%s; echo "--- zfs"; exec ${zfsList} -d 1 -- ${lib.escapeShellArgs (lib.attrNames sanoidDatasets)}'';
+  };
+
+  syncoidProofs = lib.optionals (isEnabled (services.syncoid or { })) (
+    lib.mapAttrsToList (
+      name: command:
+      let
+        source = command.source or name;
+        args = lib.optionals (command.useCommonArgs or true) (services.syncoid.commonArgs or [ ]) ++ (command.extraArgs or [ ]);
+      in
+      {
+        unit = "syncoid-${escapeSyncoidName name}.service";
+        kind = "syncoid";
+        params = {
+          inherit source;
+          no_sync_snap = lib.elem "--no-sync-snap" args;
+        };
+        zfs = true;
+        check = "exec ${zfsList} -d 1 -- ${lib.escapeShellArg source}";
+      }
+    ) (services.syncoid.commands or { })
+  );
+
+  proofSpecs = lib.filter (spec: lib.elem spec.unit inventory) (
+    resticProofs ++ borgProofs ++ pgbackrestProofs ++ dumpProofs ++ sanoidProofs ++ syncoidProofs
+  );
+
+  proofService =
+    spec:
+    let
+      backup = backupService spec.unit;
+      backupConfig = backup.serviceConfig or { };
+    in
+    {
+      description = "deploy-guard: prove that ${spec.unit} left its backup";
+      # Only deploy-guard starts it, never a switch.
+      restartIfChanged = false;
+      environment = backup.environment or { };
+      path = [ pkgs.coreutils ];
+      script = ''
+        out=$(mktemp) err=$(mktemp)
+        status=0
+        ( ${spec.check} ) >"$out" 2>"$err" || status=$?
+        ${jq} -cn --arg unit ${lib.escapeShellArg spec.unit} --arg kind ${spec.kind} \
+          --arg invocation "$INVOCATION_ID" --argjson exit_status "$status" \
+          --rawfile stdout "$out" --rawfile stderr "$err" \
+          '{deploy_guard_proof: 1, unit: $unit, kind: $kind, invocation: $invocation,
+            exit_status: $exit_status, stdout: $stdout, stderr: $stderr}'
+        rm -f "$out" "$err"
+      '';
+      serviceConfig = {
+        Type = "oneshot";
+        PrivateTmp = true;
+      }
+      # zfs list needs no privilege; the other checks need the backup's own credentials.
+      // (
+        if spec.zfs or false then
+          { DynamicUser = true; }
+        else
+          lib.filterAttrs (name: _: lib.elem name [ "User" "Group" "EnvironmentFile" ]) backupConfig
+      );
+    };
+
   manifest = {
     schema_version = 1;
     stages = map (name: {
@@ -97,14 +297,21 @@ let
       inherit (cfg.stages.${name}) timeout;
       allow_empty = cfg.stages.${name}.allowEmpty;
     }) stageOrder;
+    proofs = map (spec: {
+      inherit (spec) unit kind params;
+      proof_unit = proofUnitName spec.unit;
+    }) proofSpecs;
   };
 
-  inventory = lib.concatMap (stage: stage.units) manifest.stages;
+  inventory = lib.concatMap (stage: stageUnits stage) stageOrder;
+
+  # The guard user may start the backups and their proof units, nothing else.
+  grantedUnits = inventory ++ map (spec: proofUnitName spec.unit) proofSpecs;
 
   polkitRule =
     builtins.replaceStrings
       [ "@user@" "@units@" ]
-      [ (builtins.toJSON cfg.user) (builtins.toJSON inventory) ]
+      [ (builtins.toJSON cfg.user) (builtins.toJSON grantedUnits) ]
       (builtins.readFile ./polkit-rule.js.in);
 
   # systemd's bus policy does not let unprivileged users send EnqueueUnitJob (`systemctl
@@ -328,6 +535,13 @@ in
           ];
 
         environment.etc."deploy-guard/manifest.json".text = builtins.toJSON manifest;
+
+        systemd.services = lib.listToAttrs (
+          map (spec: {
+            name = lib.removeSuffix ".service" (proofUnitName spec.unit);
+            value = proofService spec;
+          }) proofSpecs
+        );
 
         users.users.${cfg.user} = {
           isSystemUser = true;

@@ -45,6 +45,7 @@ from deploy_guard.config.checks import (
 from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
 from deploy_guard.config.messages import format_errors
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
+from deploy_guard.config.proof import ProofConfig
 from deploy_guard.config.stages import HostConfig, StageConfig, StageOverride, default_stages
 from deploy_guard.errors import ConfigError
 
@@ -69,6 +70,7 @@ __all__ = [
     "MetricsConfig",
     "NotifyConfig",
     "PreflightCheck",
+    "ProofConfig",
     "ReceiptsConfig",
     "StageConfig",
     "StageOverride",
@@ -141,6 +143,10 @@ class Config(StrictModel):
     )
     receipts: ReceiptsConfig = Field(
         default_factory=ReceiptsConfig, description="Receipts and journal entries on each host"
+    )
+    proof: ProofConfig = Field(
+        default_factory=ProofConfig,
+        description="Stage 4: prove each backup's artifact from the backup tool's own records",
     )
     # The file this came from (None: the built-in defaults), named by -v and the report.
     _source: Path | None = PrivateAttr(None)

@@ -26,6 +26,12 @@ class StageConfig(StrictModel):
     allow_empty: bool = Field(
         False, description="A critical stage that matches nothing is not a failure"
     )
+    verify: str | None = Field(
+        None,
+        description="Shell command run on the host after each unit of this stage succeeds; "
+        'prints {"time": ..., "id": ...} about the unit\'s newest artifact (DEPLOY_GUARD_UNIT '
+        "names the unit). Proves units no built-in proof knows (README, What counts as success)",
+    )
 
     _patterns = field_validator("units", "exclude")(check_patterns)
 

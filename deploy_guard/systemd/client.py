@@ -177,6 +177,26 @@ class SystemdClient:
         entries = tuple(entry for entry in parsed if entry.cursor != cursor)
         return entries, (entries[-1].cursor if entries else cursor)
 
+    def unit_messages(
+        self, units: Sequence[str], cursor: str | None
+    ) -> tuple[tuple[str, str], ...]:
+        """What ``units`` printed since ``cursor``: (unit, MESSAGE) in journal order.
+
+        Matched by _SYSTEMD_UNIT, not by invocation id: journald sometimes stores a quick
+        process's output without _SYSTEMD_INVOCATION_ID (see `log_tail`).
+        """
+        if not units:
+            return ()
+        argv = [*JOURNALCTL, "--output=json", "--output-fields=MESSAGE,_SYSTEMD_UNIT"]
+        if cursor:
+            argv.append(f"--cursor={cursor}")
+        argv += [f"_SYSTEMD_UNIT={unit}" for unit in units]
+        result = self._run(argv, check=False)
+        if not result.ok:
+            log.warning("%s: cannot read the journal: %s", self.host, result.stderr.strip())
+            return ()
+        return self._parsed("journal", lambda: parse.parse_unit_messages(result.stdout))
+
     def read_file(self, path: str) -> str | None:
         """A file's text, or None when it does not exist.
 

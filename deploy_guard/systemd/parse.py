@@ -322,3 +322,23 @@ def parse_systemd_version(text: str) -> int:
     if match is None:
         raise ParseError(f"not a systemd version banner: {text.strip()[:80]!r}")
     return int(match.group(1))
+
+
+def parse_unit_messages(text: str) -> tuple[tuple[str, str], ...]:
+    """(`_SYSTEMD_UNIT`, `MESSAGE`) of each `journalctl -o json` line, in order.
+
+    Raises:
+        ParseError: a line is not a journal entry.
+    """
+    messages = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"journal line is not JSON: {line[:80]!r}") from exc
+        if not isinstance(raw, dict):
+            raise ParseError(f"journal line is not an entry: {line[:80]!r}")
+        messages.append((_field(raw, "_SYSTEMD_UNIT"), _field(raw, "MESSAGE")))
+    return tuple(messages)

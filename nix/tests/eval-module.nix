@@ -24,6 +24,10 @@ let
     jq = stubPackage "jq";
     coreutils = stubPackage "coreutils";
     deploy-guard = stubPackage "deploy-guard";
+    restic = stubPackage "restic";
+    borgbackup = stubPackage "borgbackup";
+    pgbackrest = stubPackage "pgbackrest";
+    zfs = stubPackage "zfs";
     writeTextDir = path: text: stubPackage (baseNameOf path) // { inherit path text; };
   };
 
@@ -111,10 +115,15 @@ let
         services.sanoid = {
           inherit enable;
           datasets = named;
+          templates = named;
         };
         services.syncoid = {
           inherit enable;
           commands = named;
+          commonArgs = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+          };
         };
         services.restic.backups = named;
         services.pgbackrest = {
@@ -143,6 +152,10 @@ let
         };
         services.mysqlBackup = {
           inherit enable;
+          databases = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+          };
         };
         services.btrbk.instances = named;
         stub = anything;
@@ -207,4 +220,8 @@ in
   tmpfiles = config.systemd.tmpfiles.rules;
   preSwitchChecks = config.system.preSwitchChecks;
   guardService = config.systemd.services.deploy-guard or null;
+  # Stage 4: the proof units the module defines (issue 16).
+  proofServices = lib.filterAttrs (name: _: lib.hasPrefix "deploy-guard-proof@" name) (
+    config.systemd.services
+  );
 }

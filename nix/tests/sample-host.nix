@@ -61,6 +61,9 @@
   services.borgbackup.jobs.docs = {
     paths = [ "/srv/docs" ];
     repo = "/var/lib/borg";
+    # The default is "${config.networking.hostName}-docs"; spelled out so that the option
+    # stubs of ./eval-module.nix derive the same proof (issue 16) as the real module.
+    archiveBaseName = "forge-docs";
     encryption.mode = "none";
     startAt = "daily";
   };

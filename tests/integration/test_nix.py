@@ -165,9 +165,18 @@ def test_module_writes_the_sample_hosts_manifest(nixpkgs_lib: Path) -> None:
     load_manifest(result["manifestText"])  # the CLI's own model accepts what the module writes
 
 
+def granted_units(polkit_rule: str) -> list[str]:
+    """The `units` array of a rendered polkit rule."""
+    match = re.search(r"var units = (\[.*?\]);", polkit_rule)
+    assert match is not None, polkit_rule
+    units: list[str] = json.loads(match.group(1))
+    return units
+
+
 def test_polkit_rule_is_the_shipped_template_rendered_with_the_inventory(nixpkgs_lib: Path) -> None:
     result = evaluate(nixpkgs_lib)
     units = [unit for stage in result["manifest"]["stages"] for unit in stage["units"]]
+    units += [proof["proof_unit"] for proof in result["manifest"]["proofs"]]
     assert result["polkitEnabled"] is True
     expected = render_polkit_rule(POLKIT_TEMPLATE.read_text(), "deploy-guard", units)
     assert result["polkitRule"] == expected  # the testbed installs this very text
@@ -289,7 +298,71 @@ def test_manifest_units_derived_from_the_host_configuration(
     assert stage_units(result) == expected
     load_manifest(result["manifestText"])
     inventory = [unit for units in expected.values() for unit in units]
-    assert json.dumps(inventory, separators=(",", ":")) in result["polkitRule"]
+    proofs = [proof["proof_unit"] for proof in result["manifest"]["proofs"]]
+    assert granted_units(result["polkitRule"]) == inventory + proofs
+
+
+PROOF_HOST = (
+    'services.sanoid = { enable = true; datasets."tank/a".hourly = 24;'
+    '  datasets."tank/b" = { useTemplate = [ "quick" ]; autosnap = true; };'
+    '  datasets."tank/off".autosnap = false;'
+    "  templates.quick = { frequently = 4; hourly = 24; settings.frequent_period = 5; }; };"
+    'services.syncoid = { enable = true; commonArgs = [ "--no-sync-snap" ];'
+    '  commands."tank/a".target = "nas:tank/a";'
+    '  commands.keep = { source = "tank/b"; target = "nas:b"; useCommonArgs = false; }; };'
+    'services.restic.backups.home = { paths = [ "/home" ]; };'
+    'services.borgbackup.jobs.docs.archiveBaseName = "forge-docs";'
+    "services.pgbackrest.enable = true;"
+    'services.pgbackrest.stanzas.main.jobs.nightly.type = "incr";'
+    "services.postgresqlBackup.enable = true;"
+    'services.mysqlBackup = { enable = true; databases = [ "shop" ]; };'
+    "services.btrbk.instances.local = { };"
+    "systemd.services.restic-backups-home = {"
+    '  environment.RESTIC_REPOSITORY = "/srv/restic";'
+    '  serviceConfig = { User = "backup"; EnvironmentFile = "/etc/restic/env"; Nice = 19; }; };'
+)
+
+
+def test_proof_units_for_each_backup_kind_and_only_them_are_granted(nixpkgs_lib: Path) -> None:
+    result = evaluate(nixpkgs_lib, guarded(PROOF_HOST))
+    assert result["failedAssertions"] == []
+    manifest = load_manifest(result["manifestText"])
+    proofs = {proof.unit: (proof.kind, proof.params) for proof in manifest.proofs}
+    assert proofs == {
+        "sanoid.service": ("sanoid", {"datasets": {"tank/a": 3600, "tank/b": 300}}),
+        "syncoid-tank-a.service": ("syncoid", {"source": "tank/a", "no_sync_snap": True}),
+        "syncoid-keep.service": ("syncoid", {"source": "tank/b", "no_sync_snap": False}),
+        "restic-backups-home.service": ("restic", {"paths": ["/home"]}),
+        "borgbackup-job-docs.service": ("borg", {"glob": "forge-docs-*"}),
+        "pgbackrest-main-nightly.service": ("pgbackrest", {"stanza": "main", "type": "incr"}),
+        "postgresqlBackup.service": ("dump", {"files": ["/var/backup/postgresql/all.sql*"]}),
+        "mysql-backup.service": ("dump", {"files": ["/var/backup/mysql/shop.*"]}),
+    }
+    # btrbk has no built-in proof: no proof unit, and nothing granted for one.
+    services = result["proofServices"]
+    assert sorted(services) == sorted(
+        f"deploy-guard-proof@{unit.removesuffix('.service')}" for unit in proofs
+    )
+    assert {proof.proof_unit for proof in manifest.proofs} == {
+        f"{name}.service" for name in services
+    }
+    inventory = [unit for stage in manifest.stages for unit in stage.units]
+    assert granted_units(result["polkitRule"]) == inventory + [
+        p.proof_unit for p in manifest.proofs
+    ]
+    # The restic check runs as the backup's user, with its environment and credentials only.
+    restic = services["deploy-guard-proof@restic-backups-home"]
+    assert restic["serviceConfig"] == {
+        "Type": "oneshot", "PrivateTmp": True, "User": "backup",
+        "EnvironmentFile": "/etc/restic/env",
+    }  # fmt: skip
+    assert restic["environment"] == {"RESTIC_REPOSITORY": "/srv/restic"}
+    assert "restic --no-cache snapshots --json --latest 1 --host" in restic["script"]
+    assert restic["restartIfChanged"] is False
+    assert "wantedBy" not in restic
+    # zfs listings need no privilege at all.
+    assert services["deploy-guard-proof@sanoid"]["serviceConfig"]["DynamicUser"] is True
+    assert "-d 1 -- tank/a tank/b" in services["deploy-guard-proof@sanoid"]["script"]
 
 
 def test_excluded_units_are_not_granted(nixpkgs_lib: Path) -> None:

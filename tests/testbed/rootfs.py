@@ -26,11 +26,12 @@ PACKAGES: Final = (
     "dbus",
     "openssh-server",
     "restic",
+    "borgbackup",  # stage 4 proves borg archives with real `borg list --json` (issue 16)
     "libpam-systemd",
     "polkitd",
 )
 # Bump whenever configure_rootfs() changes, so every cache built by the old recipe is ignored.
-RECIPE_VERSION: Final = 1
+RECIPE_VERSION: Final = 2
 DEBOOTSTRAP_TIMEOUT_SECONDS: Final = 900
 
 RESTIC_REPOSITORY: Final = "/var/lib/restic-repo"

@@ -136,6 +136,7 @@ class FakeHost:
         self.drop_after_start = drop_after_start  # the connection dies this long after 1st start
         self.calls: list[tuple[float, tuple[str, ...]]] = []
         self.files: dict[str, str] = {}  # path -> content, for `cat -- PATH`
+        self.uid = 1000  # `id -u`: a guard user, not root
         self.closed = False
         # Not about any unit, so never read back; it is there so that a cursor exists.
         self._journal: list[tuple[float, Fields]] = [(0.0, {"_PID": "1", "MESSAGE": "Booted"})]
@@ -189,6 +190,8 @@ class FakeHost:
                 (0, text, "") if text is not None
                 else (1, "", f"cat: {words[2]}: No such file or directory\n")
             )  # fmt: skip
+        elif words == ["id", "-u"]:  # the proof asks whether it runs as root (issue 16)
+            status, stdout, stderr = 0, f"{self.uid}\n", ""
         else:
             assert words == ["cat", "/proc/sys/kernel/random/boot_id"], argv
             status, stdout, stderr = 0, "0a1b2c3d-0000-4000-8000-000000000001\n", ""

@@ -32,6 +32,9 @@ PACKAGES: Final = {
     "coreutils": ("pkgs/tools/misc/coreutils/default.nix",
                   "b27cf66ee28bc9fdec9a36fb00e019d5c0b57402"),
     "restic": ("pkgs/by-name/re/restic/package.nix", "7ea809cb438597a3b29e21fba24339cf77ee2ee7"),
+    # The proofs of sanoid and syncoid list snapshots with `config.boot.zfs.package or
+    # pkgs.zfs`; pkgs.zfs is the current zfs_2_x (here 2.3) of all-packages.nix.
+    "zfs": ("pkgs/os-specific/linux/zfs/2_3.nix", "b9b90f07d7d476954ea61592be63757fcd17e438"),
     "ruff": ("pkgs/by-name/ru/ruff/package.nix", "8bddfbc6b3a012f211a852e121c8263c5c62b16b"),
     "nixfmt": ("pkgs/by-name/ni/nixfmt/package.nix", "7d0bfd857694ecfc614b5c2b347612893a7594d0"),
     "writeTextDir": ("pkgs/build-support/trivial-builders/default.nix", CORE),

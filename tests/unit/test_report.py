@@ -196,7 +196,7 @@ def test_plan_document_fields() -> None:
         ("borgbackup-job-*.service",),
     )
     plans = [
-        PlanResult("web1", HostPlan("web1", (stage,))),
+        PlanResult("web1", HostPlan("web1", (stage,)), proofs={"syncoid-tank-data.service": "P"}),
         PlanResult("db1", None, "db1: host key changed"),
     ]
 
@@ -217,7 +217,13 @@ def test_plan_document_fields() -> None:
                         "timeout_s": 1800.0,
                         "max_parallel": 2,
                         "source": "patterns",
-                        "units": [{"unit": "syncoid-tank-data.service", "source": "patterns"}],
+                        "units": [
+                            {
+                                "unit": "syncoid-tank-data.service",
+                                "source": "patterns",
+                                "proof": "P",
+                            },
+                        ],
                         "excluded": [
                             {
                                 "unit": "syncoid-@.service",
