@@ -16,7 +16,8 @@ fi
 
 DEMO_STATE=${DEMO_STATE:-/tmp/deploy-guard-demo}
 VENV=${VENV:-.venv}
-SCENES=(scene_init_and_plan scene_guarded_apply scene_gate_closes scene_override)
+SCENES=(scene_init_and_plan scene_guarded_apply scene_artifact_missing scene_gate_closes
+        scene_override)
 
 scripts/install-deps.sh
 make --no-print-directory venv VENV="$VENV" >/dev/null
@@ -64,6 +65,28 @@ scene_guarded_apply() {
   show "$deploy_guard" apply forge --config "$config" -q -- "$workdir/bin/deploy" '{host}'
 }
 
+# A "backup" whose script says it backed up and exits 0, but never calls restic: systemd
+# calls that a success; stage 4 reads the repository and finds no snapshot of /srv/notes.
+NOTES_UNIT='[Unit]
+Description=restic backup notes (demo: exits 0 without calling restic)
+[Service]
+Type=oneshot
+Environment=RESTIC_REPOSITORY=/var/lib/restic-repo
+Environment=RESTIC_PASSWORD_FILE=/etc/restic/password
+ExecStart=/bin/echo restic backup /srv/notes'
+
+scene_artifact_missing() {
+  say "3. A backup exits 0 without making a backup: caught by its missing artifact (stage 4)"
+  printf '%s\n' "$NOTES_UNIT" |
+    on_host 'cat > /etc/systemd/system/restic-backups-notes.service && systemctl daemon-reload'
+  # --max-age: units that succeeded within 10 minutes (in scene 2) are `fresh`, not rerun.
+  local status=0
+  show "$deploy_guard" run forge --config "$config" -q --max-age 10m || status=$?
+  echo "(exit status $status: systemd said success, the repository says no snapshot)"
+  on_host 'rm /etc/systemd/system/restic-backups-notes.service && systemctl daemon-reload'
+  [ "$status" != 0 ]
+}
+
 # A new backup job whose repository is not there: restic fails, for a real reason.
 OFFSITE_UNIT='[Unit]
 Description=restic backup to the offsite disk (demo)
@@ -74,7 +97,7 @@ Environment=RESTIC_PASSWORD_FILE=/etc/restic/password
 ExecStart=/usr/bin/restic backup --no-cache /etc'
 
 scene_gate_closes() {
-  say "3. A new backup fails (its disk is not mounted): the gate closes, nothing is deployed"
+  say "4. A new backup fails (its disk is not mounted): the gate closes, nothing is deployed"
   printf '%s\n' "$OFFSITE_UNIT" |
     on_host 'cat > /etc/systemd/system/restic-backups-offsite.service && systemctl daemon-reload'
   # --max-age: units that succeeded within 10 minutes (in scene 2) are `fresh`, not rerun.
@@ -86,7 +109,7 @@ scene_gate_closes() {
 }
 
 scene_override() {
-  say "4. The deploy is the fix: override the gate, on the record"
+  say "5. The deploy is the fix: override the gate, on the record"
   local status=0
   show "$deploy_guard" apply forge --config "$config" -q --max-age 10m \
     --override "demo: offsite disk is being replaced, ticket #42" \
