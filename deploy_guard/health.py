@@ -6,7 +6,6 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, assert_never
 
 from deploy_guard.clock import Clock
@@ -18,6 +17,7 @@ from deploy_guard.config import (
 from deploy_guard.errors import (
     DeployGuardError,
 )
+from deploy_guard.model import HealthResult
 from deploy_guard.preflight import (
     BACKSTOP,
     EXIT_NOT_FOUND,
@@ -35,17 +35,6 @@ HttpGet = Callable[[str, float], tuple[bool, str]]
 
 def error_reason(exc: DeployGuardError) -> str:
     return str(getattr(exc, "reason", exc))
-
-
-@dataclass(frozen=True, slots=True)
-class HealthResult:
-    """One `[[health]]` check: passed or not, after how many tries."""
-
-    name: str
-    kind: str
-    ok: bool
-    attempts: int
-    message: str
 
 
 def retry_check(check: HealthCheck, probe: Probe, clock: Clock) -> HealthResult:

@@ -1,6 +1,9 @@
 """Values that flow from the engine to the front ends: outcomes, results, events.
 
-Frozen dataclasses only; nothing here does I/O.
+Frozen dataclasses only; nothing here does I/O. The values several layers share live here too
+(pre-flight checks, post-deploy verification and health results), so that the modules that
+produce them (`preflight`, `verify`, `health`) and those that read them (`engine`, `report`,
+`render`) all import downward, never each other.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from typing import TYPE_CHECKING
 from deploy_guard.artifact.base import Artifact
 from deploy_guard.errors import ExitCode
 
-if TYPE_CHECKING:  # preflight.py imports this module
+if TYPE_CHECKING:  # only an annotation here: using these values needs no pydantic
     from deploy_guard.manifest import ManifestProof
-    from deploy_guard.preflight import PreflightReport
 
 
 class Outcome(StrEnum):
@@ -113,6 +115,127 @@ class StageResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One pre-flight check's outcome on one host."""
+
+    name: str
+    kind: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightReport:
+    """Every pre-flight check on one host, and the host's state for the post-deploy
+    comparison (`deploy_guard.preflight` produces it)."""
+
+    checks: tuple[CheckResult, ...]
+    failed_units: tuple[str, ...]  # failed before anything was deployed
+    boot_id: str | None = None  # None when it could not be read
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    def summary(self) -> str:
+        """One line naming each failed check, for `HostResult.error` and the stages' reason."""
+        failed = "; ".join(
+            f"{check.name} ({check.kind}): {check.message}" for check in self.failures
+        )
+        return f"pre-flight check failed: {failed}" if failed else "pre-flight checks passed"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """One `[[health]]` check: passed or not, after how many tries (`deploy_guard.health`)."""
+
+    name: str
+    kind: str
+    ok: bool
+    attempts: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedUnit:
+    """A unit that failed after the deploy but not before, with the failed run's last lines."""
+
+    unit: str
+    result: str | None = None
+    invocation_id: str | None = None
+    log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """One verification of one host (`deploy_guard.verify`). ``problems``: anything else that
+    makes it unhealthy (did not settle, did not reboot, unreachable, no pre-deploy record)."""
+
+    system_state: str | None
+    settled: bool
+    old_boot_id: str | None
+    boot_id: str | None
+    new_failed_units: tuple[FailedUnit, ...] = ()
+    recovered_units: tuple[str, ...] = ()  # failed before the deploy, not any more
+    checks: tuple[HealthResult, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.new_failed_units and all(c.ok for c in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[HealthResult, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    @property
+    def rebooted(self) -> bool | None:
+        if self.old_boot_id is None or self.boot_id is None:
+            return None
+        return self.old_boot_id != self.boot_id
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackStep:
+    """One rollback command; ``exit_status`` None when its outcome is unknown (``error``)."""
+
+    argv: tuple[str, ...]
+    exit_status: int | None
+    output: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """The rollback commands that ran, in order; the first failure stops the rest."""
+
+    steps: tuple[RollbackStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.exit_status == 0 for step in self.steps)
+
+
+@dataclass(frozen=True, slots=True)
+class HostVerification:
+    """Verification of one deployed host, and the rollback and second verification if any."""
+
+    host: str
+    verify: VerifyReport
+    rollback: RollbackResult | None = None
+    after_rollback: VerifyReport | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """5 when the deploy left the host unhealthy, even if a rollback repaired it."""
+        return ExitCode.OK if self.verify.ok else ExitCode.UNHEALTHY
+
+
+@dataclass(frozen=True, slots=True)
 class HostResult:
     """Everything that happened on one host; ``error`` when the host itself failed."""
 
@@ -123,7 +246,7 @@ class HostResult:
     warnings: tuple[str, ...] = ()
     reconnects: int = 0  # times the connection was lost and the host came back mid-run
     preflight: PreflightReport | None = None  # checks before stage 1; failed units then
-    verification: object | None = None  # `apply`: verify.HostVerification after the deploy
+    verification: HostVerification | None = None  # `apply`: after the deploy
     # The boot id when the run began, and the new one if the host rebooted mid-run.
     boot_ids: tuple[str, ...] = ()
     stage_subset: bool = False  # --stage ran only some stages: proves no whole run

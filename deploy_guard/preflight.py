@@ -28,7 +28,10 @@ from deploy_guard.config import (
 )
 from deploy_guard.errors import DeployGuardError, HostProtocolError
 from deploy_guard.events import Event
-from deploy_guard.model import Outcome, StagePlan, UnitResult
+from deploy_guard.model import CheckResult, Outcome, StagePlan, UnitResult
+
+# Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
+from deploy_guard.model import PreflightReport as PreflightReport  # noqa: PLC0414
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd import parse
@@ -55,39 +58,6 @@ FAILED_UNITS_CHECK: Final = "failed-units"
 # `systemctl is-system-running` states (systemctl(1)).
 STATES_BLOCKING: Final = ("stopping", "maintenance")
 STATES_BOOTING: Final = ("initializing", "starting")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """One check's outcome on one host."""
-
-    name: str
-    kind: str
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class PreflightReport:
-    """Every check on one host, and the host's state for the post-deploy comparison."""
-
-    checks: tuple[CheckResult, ...]
-    failed_units: tuple[str, ...]  # failed before anything was deployed
-    boot_id: str | None = None  # None when it could not be read
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failures(self) -> tuple[CheckResult, ...]:
-        return tuple(check for check in self.checks if not check.ok)
-
-    def summary(self) -> str:
-        """One line naming each failed check, for `HostResult.error` and the stages' reason."""
-        failed = "; ".join(f"{check.name} ({check.kind}): {check.message}"
-                           for check in self.failures)  # fmt: skip
-        return f"pre-flight check failed: {failed}" if failed else "pre-flight checks passed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ from deploy_guard.events import (
 from deploy_guard.fleetview import STYLE, FleetState, compact_rows, fits_in_detail
 from deploy_guard.model import BuildOutcome, Outcome, RunReport, UnitResult
 from deploy_guard.transport.base import quote_argv
-from deploy_guard.verify import HostVerification
 
 _STYLE = STYLE  # outcome -> rich style, shared with the live view
 EXIT_MEANING = {0: "all backups succeeded", 1: "partial failure", 2: "critical failure",
@@ -258,7 +257,7 @@ def _print_verification(console: Console, report: RunReport) -> None:
     """`apply`: each deployed host's health after the deploy, and any rollback."""
     for host in report.hosts:
         verification = host.verification
-        if not isinstance(verification, HostVerification):
+        if verification is None:
             continue
         verify = verification.verify
         if verify.ok:

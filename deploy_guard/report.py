@@ -85,11 +85,7 @@ def host_json(host: HostResult) -> Json:
         "reconnects": host.reconnects,
         "boot_ids": list(host.boot_ids),
         "preflight": preflight_json(host.preflight) if host.preflight else [],
-        "verify": (
-            verification_json(host.verification)  # type: ignore[arg-type]
-            if host.verification is not None
-            else None
-        ),
+        "verify": verification_json(host.verification) if host.verification else None,
         "stages": [stage_json(stage) for stage in host.stages],
     }
 

@@ -26,13 +26,20 @@ from deploy_guard.errors import (
     CommandTimeout,
     ConnectionLost,
     DeployGuardError,
-    ExitCode,
     HostUnreachable,
 )
-from deploy_guard.health import HealthResult, HttpGet, error_reason, fetch_url, run_health_check
-from deploy_guard.model import DeployOutcome
-from deploy_guard.preflight import (
+from deploy_guard.health import HttpGet, error_reason, fetch_url, run_health_check
+from deploy_guard.model import (
+    DeployOutcome,
+    FailedUnit,
+    HealthResult,
+    HostVerification,
     PreflightReport,
+    RollbackResult,
+    RollbackStep,
+    VerifyReport,
+)
+from deploy_guard.preflight import (
     list_failed_units,
     only_systemd_lines,
     system_state,
@@ -76,81 +83,6 @@ class VerifySettings:
             rollback_timeout=config.rollback_timeout,
             log_lines=log_lines,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class FailedUnit:
-    """A unit that failed after the deploy but not before, with the failed run's last lines."""
-
-    unit: str
-    result: str | None = None
-    invocation_id: str | None = None
-    log_tail: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """One verification of one host. ``problems``: anything else that makes it unhealthy
-    (did not settle, did not reboot, unreachable, no pre-deploy record)."""
-
-    system_state: str | None
-    settled: bool
-    old_boot_id: str | None
-    boot_id: str | None
-    new_failed_units: tuple[FailedUnit, ...] = ()
-    recovered_units: tuple[str, ...] = ()  # failed before the deploy, not any more
-    checks: tuple[HealthResult, ...] = ()
-    problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not self.new_failed_units and all(c.ok for c in self.checks)
-
-    @property
-    def failed_checks(self) -> tuple[HealthResult, ...]:
-        return tuple(check for check in self.checks if not check.ok)
-
-    @property
-    def rebooted(self) -> bool | None:
-        if self.old_boot_id is None or self.boot_id is None:
-            return None
-        return self.old_boot_id != self.boot_id
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackStep:
-    """One rollback command; ``exit_status`` None when its outcome is unknown (``error``)."""
-
-    argv: tuple[str, ...]
-    exit_status: int | None
-    output: tuple[str, ...] = ()
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackResult:
-    """The rollback commands that ran, in order; the first failure stops the rest."""
-
-    steps: tuple[RollbackStep, ...]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.steps) and all(step.exit_status == 0 for step in self.steps)
-
-
-@dataclass(frozen=True, slots=True)
-class HostVerification:
-    """Verification of one deployed host, and the rollback and second verification if any."""
-
-    host: str
-    verify: VerifyReport
-    rollback: RollbackResult | None = None
-    after_rollback: VerifyReport | None = None
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """5 when the deploy left the host unhealthy, even if a rollback repaired it."""
-        return ExitCode.OK if self.verify.ok else ExitCode.UNHEALTHY
 
 
 # -- pure decisions ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import HealthCheck, parse_config
 from deploy_guard.errors import ExitCode
-from deploy_guard.preflight import PreflightReport, run_preflight
+from deploy_guard.model import PreflightReport
+from deploy_guard.preflight import run_preflight
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.verify import (
     VerifyRequest,

@@ -17,9 +17,8 @@ from deploy_guard.config import (
     parse_config,
 )
 from deploy_guard.errors import CommandFailed, CommandTimeout, ConfigError
-from deploy_guard.model import Outcome, UnitResult
+from deploy_guard.model import CheckResult, Outcome, UnitResult
 from deploy_guard.preflight import (
-    CheckResult,
     DiskUsage,
     command_problem,
     format_size,

@@ -19,13 +19,17 @@ from deploy_guard.errors import (
     HostUnreachable,
     TransportError,
 )
-from deploy_guard.health import HealthResult, fetch_url, judge_curl, retry_check
-from deploy_guard.model import DeployOutcome, DeployStep
-from deploy_guard.preflight import PreflightReport
+from deploy_guard.health import fetch_url, judge_curl, retry_check
+from deploy_guard.model import (
+    DeployOutcome,
+    DeployStep,
+    HealthResult,
+    PreflightReport,
+    RollbackStep,
+)
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import (
-    RollbackStep,
     VerifyRequest,
     VerifySettings,
     attempted_hosts,
