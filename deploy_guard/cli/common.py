@@ -9,19 +9,20 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
-from deploy_guard.config import Config, load_config
 from deploy_guard.durations import parse_duration
-from deploy_guard.engine import HostTarget
-from deploy_guard.hosts import connect, flake_inventory, resolve_targets
-from deploy_guard.notify import check_notify_available
-from deploy_guard.render import LineRenderer, LiveRenderer
-from deploy_guard.stage import EngineSettings
-from deploy_guard.transport.base import Transport
+
+if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, rich, paramiko
+    from rich.console import Console
+
+    from deploy_guard.config import Config
+    from deploy_guard.engine import HostTarget
+    from deploy_guard.render import LineRenderer, LiveRenderer
+    from deploy_guard.stage import EngineSettings
+    from deploy_guard.transport.base import Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,11 +82,15 @@ def setup_logging(common: Common) -> None:
 
 
 def console(common: Common) -> Console:
+    from rich.console import Console  # noqa: PLC0415 (start-up time)
+
     return Console(stderr=True, no_color=common.no_color, highlight=False)
 
 
 def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
     """The live table on a terminal, timestamped lines everywhere else."""
+    from deploy_guard.render import LineRenderer, LiveRenderer  # noqa: PLC0415
+
     if output.is_terminal and not common.quiet:
         return LiveRenderer(output)
     return LineRenderer(output, quiet=common.quiet)
@@ -93,11 +98,15 @@ def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
 
 def connector(config: Config) -> Callable[[HostTarget], Transport]:
     """Opens the connection to a host with the configured connect timeout."""
+    from deploy_guard.hosts import connect  # noqa: PLC0415
+
     return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
 def settings(config: Config, max_age: float | None = None) -> EngineSettings:
     """Engine timing from the configuration; ``max_age`` (--max-age) wins over `max_age`."""
+    from deploy_guard.stage import EngineSettings  # noqa: PLC0415
+
     return EngineSettings(
         poll_interval=config.poll_interval,
         stop_grace=config.stop_grace,
@@ -133,6 +142,10 @@ def load_targets(
         ConfigError: bad configuration or flake inventory.
         UsageError: bad selection or stage name.
     """
+    from deploy_guard.config import load_config  # noqa: PLC0415
+    from deploy_guard.hosts import flake_inventory, resolve_targets  # noqa: PLC0415
+    from deploy_guard.notify import check_notify_available  # noqa: PLC0415
+
     config, path = load_config(common.config)
     check_notify_available(config, path)
     flake_hosts = flake_inventory(config, path)
@@ -146,4 +159,4 @@ all_option = click.option("--all", "all_hosts", is_flag=True,
 stage_option = click.option("--stage", "stages", multiple=True, metavar="NAME",
                             help="Run only this stage (repeatable).")  # fmt: skip
 parallel_option = click.option("--parallel", type=click.IntRange(min=1), default=None,
-                               help="Hosts at once (default: config 'parallel', 4).")  # fmt: skip
+                               help="Hosts at once (default: config 'parallel', 32).")  # fmt: skip

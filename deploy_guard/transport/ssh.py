@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 # OpenSSH's MaxSessions defaults to 10 and frees slots late (FIELD-NOTES): stay well below.
 DEFAULT_MAX_SESSIONS: Final = 4
 MAX_JUMP_HOPS: Final = 8
+# Handshakes in progress at once, over every host: sshd's MaxStartups (default 10:30:100)
+# drops 30 % of the unauthenticated connections beyond 10 to one server, e.g. a jump host
+# that a whole fleet is reached through. Once logged in, hosts are watched all at once.
+MAX_HANDSHAKES: Final = 10
+_HANDSHAKES: Final = threading.BoundedSemaphore(MAX_HANDSHAKES)
 _CHUNK: Final = 65536
 
 _Stream = socket.socket | paramiko.Channel | paramiko.ProxyCommand
@@ -162,8 +167,9 @@ class SshTransport:
                 transport = paramiko.Transport(stream)
                 transport.set_log_channel(_PARAMIKO_LOG.name)
                 cleanup.callback(transport.close)
-                self._handshake(transport)
-                self._authenticate(transport)
+                with _HANDSHAKES:
+                    self._handshake(transport)
+                    self._authenticate(transport)
                 cleanup.pop_all()
             if self._target.server_alive_interval > 0:
                 transport.set_keepalive(self._target.server_alive_interval)
