@@ -34,7 +34,7 @@ from deploy_guard.errors import (
     HostUnreachable,
     TransportError,
 )
-from deploy_guard.transport.base import CommandResult, masked, remote_command_line
+from deploy_guard.transport.base import CommandResult, LineStream, masked, remote_command_line
 from deploy_guard.transport.knownhosts import HostKey, host_key_names, load_known_hosts
 from deploy_guard.transport.sshconfig import SshTarget, expand_proxy_command, resolve
 
@@ -325,6 +325,31 @@ class SshTransport:
         if check and not result.ok:
             raise CommandFailed(self._host, argv, result.exit_status, result.stderr)
         return result
+
+    def open_stream(self, argv: Sequence[str]) -> LineStream:
+        """Run ``argv`` on a channel of its own and stream its stdout lines (stderr is
+        dropped); closing the stream closes the channel and with it the command's stdin.
+
+        Raises:
+            ConnectionLost, CommandTimeout: as `run`, while opening the channel.
+        """
+        command = remote_command_line(argv, become=self._become)
+        transport = self._connected()
+        log.debug("%s$ %s &", self._host, masked(command), extra={"host": self._host})
+        deadline = time.monotonic() + self._connect_timeout
+        if not self._sessions.acquire(timeout=self._connect_timeout):
+            raise CommandTimeout(self._host, f"{argv[0]}: no free SSH session")
+        try:
+            channel = self._start(transport, command, argv[0], deadline)
+        except BaseException:
+            self._sessions.release()
+            raise
+
+        def close() -> None:
+            channel.close()
+            self._sessions.release()
+
+        return LineStream(lambda: channel.recv(_CHUNK), close, f"{self._host} stream")
 
     def _start(
         self, transport: paramiko.Transport, command: str, program: str, deadline: float
