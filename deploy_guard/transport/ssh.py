@@ -16,6 +16,7 @@ import select
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Final
 
-import paramiko
+# paramiko.config imports invoke, only for `Match exec` in paramiko's own SSHConfig, which we
+# never use (`ssh -G` resolves the configuration): invoke and what it pulls in are 126 of the
+# 335 modules `import paramiko` loads. Without it paramiko sets invoke = None and carries on.
+if "invoke" not in sys.modules:
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+    try:
+        import paramiko
+    finally:
+        del sys.modules["invoke"]
+else:
+    import paramiko
 
 from deploy_guard.errors import (
     AuthenticationFailed,

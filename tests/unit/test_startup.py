@@ -32,3 +32,12 @@ def test_help_loads_no_heavy_library(argv: list[str]) -> None:
         f"try:\n    cli.main(args={argv!r}, standalone_mode=False)\nexcept SystemExit:\n    pass"
     )
     assert _heavy_modules_after(statement) == []
+
+
+def test_the_ssh_transport_does_not_load_invoke() -> None:
+    statement = "import deploy_guard.transport.ssh"
+    code = f"import sys\n{statement}\nprint('invoke' in sys.modules, file=sys.stderr)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stderr.split() == ["False"]
