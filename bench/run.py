@@ -214,10 +214,11 @@ class Bench:
         self.results: dict[str, dict[str, Measure]] = {b.name: {} for b in builds}
         self.seed = Measure()
         self.commands: dict[str, str] = {}
+        self.large_times = times
 
-    def record(self, key: str, measure: Callable[[Build], Sample]) -> None:
+    def record(self, key: str, measure: Callable[[Build], Sample], times: int = 0) -> None:
         # Interleaved: one sample of each build in turn, so noise hits both alike.
-        for _ in range(self.times):
+        for _ in range(times or self.times):
             for build in self.builds:
                 sample = measure(build)
                 self.results[build.name].setdefault(key, Measure()).samples.append(sample)
@@ -256,7 +257,8 @@ class Bench:
                     f"run {host.name} --json -q --config scale{count}.toml"
                 )
                 how = guard_rss if count >= 1000 else guard
-                self.record(f"{count} units", self.one(how, [host.name], config))
+                times = self.large_times if count >= 1000 else 0
+                self.record(f"{count} units", self.one(how, [host.name], config), times)
         finally:
             host.stop()
 
@@ -298,6 +300,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer points, one repetition")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=24, help="the largest fan-out measured")
+    parser.add_argument(
+        "--large-repeat",
+        type=int,
+        default=0,
+        help="repetitions of the 1000-unit measure (default: --repeat)",
+    )
     parser.add_argument("--only", default="", help="comma-separated: seed,scale,fanout,startup")
     arguments = parser.parse_args()
     times = 1 if arguments.quick else arguments.repeat
@@ -306,6 +314,7 @@ def main() -> None:
     with baseline_tree() as today, Testbed() as testbed:
         builds = [Build("today", today), Build("new", ROOT)]
         bench = Bench(testbed, builds, times)
+        bench.large_times = arguments.large_repeat or times
         if "startup" in only:
             bench.startup()
         if "seed" in only:
@@ -317,6 +326,7 @@ def main() -> None:
             counts = [1, 8] if arguments.quick else [1, 4, 8, arguments.hosts]
             reached = bench.fanout(counts)
     data = {"started": started, "machine": machine(), "times": times, "reached": reached,
+            "argv": sys.argv[1:],
             "commands": bench.commands,
             "seed": [s.wall for s in bench.seed.samples],
             "results": {build: {key: [vars(s) for s in m.samples] for key, m in measures.items()}
