@@ -7,12 +7,13 @@ each argument.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-from deploy_guard.errors import HostProtocolError
+from deploy_guard.errors import CommandFailed, HostProtocolError
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
 from deploy_guard.transport.base import CommandResult, LineStream, Transport
@@ -30,6 +31,19 @@ JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
 FOLLOW_SCRIPT: Final = (
     'exec 3<&0; { cat <&3 >/dev/null 2>&1; kill "$$" 2>/dev/null; } >/dev/null 2>&1 & exec "$@"'
 )
+
+# Several commands in one round trip: $1 is a marker, then for each command its word count
+# and its words. Data only ever reaches the shell as positional parameters ("${k}").
+BATCH_SCRIPT: Final = r"""
+m=$1; shift; t=$(mktemp -d) || exit 125; trap 'rm -rf "$t"' EXIT
+while [ "$#" -gt 0 ]; do
+  n=$1; shift; c=; k=1
+  while [ "$k" -le "$n" ]; do c="$c \"\${$k}\""; k=$((k+1)); done
+  eval "$c" >"$t/o" 2>"$t/e" </dev/null; s=$?
+  printf '%s %s\n' "$m" "$s"; cat "$t/o"; printf '\n%s\n' "$m"; cat "$t/e"; printf '\n%s\n' "$m"
+  shift "$n"
+done
+"""
 
 
 class JournalFollow:
@@ -92,13 +106,41 @@ class SystemdClient:
         except ParseError as exc:
             raise HostProtocolError(self.host, f"cannot parse {what}: {exc}") from exc
 
+    def batch(self, argvs: Sequence[Sequence[str]]) -> list[CommandResult]:
+        """Run the commands one after another in one round trip (`BATCH_SCRIPT`), each as
+        if run alone (check=False). A transport that runs no shell (a test double) gets
+        them one by one."""
+        if len(argvs) < 2 or not getattr(self.transport, "runs_sh", False):
+            return [self._run(argv, check=False) for argv in argvs]
+        marker = f"@@deploy-guard-{secrets.token_hex(8)}@@"
+        words = [marker]
+        for argv in argvs:
+            words += [str(len(argv)), *argv]
+        result = self._run(["sh", "-c", BATCH_SCRIPT, "sh", *words], check=False)
+        try:
+            parts = parse.parse_batch(result.stdout, marker, len(argvs))
+        except ParseError as exc:
+            reason = f"cannot parse a batch of commands: {exc} {result.stderr.strip()}"
+            raise HostProtocolError(self.host, reason) from exc
+        return [
+            CommandResult(tuple(argv), status, out, err)
+            for argv, (status, out, err) in zip(argvs, parts, strict=True)
+        ]
+
+    def version_and_file(self, path: str) -> tuple[int, str | None]:
+        """`version` and `read_file(path)` in one round trip."""
+        version, text = self.batch([[*SYSTEMCTL, "--version"], ["cat", "--", path]])
+        return self._version_from(version), self._file_from(text, path)
+
     def version(self) -> int:
         """The host's systemd version.
 
         Raises:
             HostProtocolError: no systemctl, or a version older than we support.
         """
-        result = self._run([*SYSTEMCTL, "--version"], check=False)
+        return self._version_from(self._run([*SYSTEMCTL, "--version"], check=False))
+
+    def _version_from(self, result: CommandResult) -> int:
         if result.exit_status == 127:
             raise HostProtocolError(self.host, "systemctl not found: is this a systemd host?")
         version = self._parsed(
@@ -122,9 +164,19 @@ class SystemdClient:
         With ``patterns`` systemd computes the state of matching files only: 0.03 s instead
         of 0.8 s on a Debian host (measured on the testbed), more on a full NixOS system.
         """
+        return self._unit_files_from(self._run(self._list_unit_files_argv(patterns), check=False))
+
+    @staticmethod
+    def _list_unit_files_argv(patterns: Sequence[str]) -> list[str]:
         argv = [*SYSTEMCTL, "list-unit-files", "--type=service", "--no-legend", "--plain"]
-        argv += ["--", *patterns] if patterns else []
-        result = self._run(argv, check=False)
+        return argv + (["--", *patterns] if patterns else [])
+
+    @staticmethod
+    def _list_units_argv(patterns: Sequence[str]) -> list[str]:
+        argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
+        return argv + (["--", *patterns] if patterns else [])
+
+    def _unit_files_from(self, result: CommandResult) -> tuple[ListedUnit, ...]:
         # Exit 1 with no output means "nothing matched", not an error.
         if result.exit_status not in (0, 1) or (result.exit_status == 1 and result.stdout.strip()):
             raise HostProtocolError(self.host, f"list-unit-files failed: {result.stderr.strip()}")
@@ -132,10 +184,21 @@ class SystemdClient:
 
     def list_units(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
         """Service units loaded in memory (includes transient and generated ones)."""
-        argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
-        argv += ["--", *patterns] if patterns else []
-        result = self._run(argv)
+        return self._units_from(self._run(self._list_units_argv(patterns)))
+
+    def _units_from(self, result: CommandResult) -> tuple[ListedUnit, ...]:
+        if not result.ok:
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
         return self._parsed("list-units", lambda: parse.parse_unit_list(result.stdout))
+
+    def list_service_units(
+        self, patterns: Sequence[str]
+    ) -> tuple[tuple[ListedUnit, ...], tuple[ListedUnit, ...]]:
+        """`list_unit_files` and `list_units` in one round trip."""
+        files, loaded = self.batch(
+            [self._list_unit_files_argv(patterns), self._list_units_argv(patterns)]
+        )
+        return self._unit_files_from(files), self._units_from(loaded)
 
     def show(self, units: Sequence[str]) -> tuple[UnitState, ...]:
         """One `systemctl show` call for every unit, in the order given."""
@@ -234,7 +297,9 @@ class SystemdClient:
         Raises:
             HostProtocolError: it exists but cannot be read.
         """
-        result = self._run(["cat", "--", path], check=False)
+        return self._file_from(self._run(["cat", "--", path], check=False), path)
+
+    def _file_from(self, result: CommandResult, path: str) -> str | None:
         if result.ok:
             return result.stdout
         if "No such file" in result.stderr:

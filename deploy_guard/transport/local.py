@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 class LocalTransport:
     """A `Transport` that runs each argv as a child process of deploy-guard itself."""
 
+    runs_sh = True  # SystemdClient.batch
+
     def __init__(self, host: str = "local", *, become: Sequence[str] = ()) -> None:
         self._host = host
         self._become = tuple(become)

@@ -130,6 +130,8 @@ class SshTransport:
     a new one if the previous one died.
     """
 
+    runs_sh = True  # remote commands can be `sh -c SCRIPT` (SystemdClient.batch)
+
     def __init__(
         self,
         host_name: str,
