@@ -210,8 +210,9 @@ def main() -> None:
         "the two builds interleaved. Reproduce (as root): `.venv/bin/python -m bench.run && "
         ".venv/bin/python -m bench.report`. Numbers, not tests.",
         "",
-        "**today** is the code before issue 15 (commit f03bba1, exported by the bench), **new** "
-        "this branch; both in the same run against the same containers. Cells: median "
+        "**today** is the code before issue 15 (commit f03bba1), **new** this branch at "
+        f"{data.get('head', 'HEAD')}, both exported by the bench and run with `python -P -m "
+        "deploy_guard` against the same containers in the same run. Cells: median "
         "(min-max). The issue's column is what docs/benchmarks.md said before.",
         "",
         "| measure | issue says today | today, this run | new, this run | target | met |",

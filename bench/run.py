@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -109,13 +108,11 @@ class Build:
     tree: Path  # a directory holding the deploy_guard package
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "deploy_guard", *args]
+        # -P: not the current directory first on sys.path, only PYTHONPATH (the build).
+        return [sys.executable, "-P", "-m", "deploy_guard", *args]
 
     def env(self, base: dict[str, str]) -> dict[str, str]:
         return {**base, "PYTHONPATH": str(self.tree)}
-
-    def command(self, *args: str) -> str:
-        return f"PYTHONPATH={self.tree} python -m deploy_guard {shlex.join(args)}"
 
 
 def parse_time(text: str) -> float:
@@ -129,7 +126,7 @@ def guard(testbed: Testbed, build: Build, hosts: list[str], config: Path,
     args += ["--parallel", str(parallel)] if parallel else []
     started_wall, started = time.time(), time.monotonic()
     process = subprocess.Popen(build.argv(*args), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True, cwd=build.tree)  # fmt: skip
     stdout, stderr = process.communicate()
     elapsed = time.monotonic() - started
     if process.returncode != 0:
@@ -156,7 +153,7 @@ def guard_rss(testbed: Testbed, build: Build, hosts: list[str], config: Path) ->
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
         process = subprocess.Popen(build.argv(*args), env=env, stdout=out,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+                                   stderr=subprocess.DEVNULL, cwd=build.tree)  # fmt: skip
         _pid, status, usage = os.wait4(process.pid, 0)
         elapsed = time.monotonic() - started
         out.seek(0)
@@ -171,9 +168,10 @@ def repeat(times: int, measure: Callable[[], Sample]) -> Measure:
 
 
 @contextmanager
-def baseline_tree() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="dg-today-") as directory:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE, "deploy_guard"],
+def exported(commit: str) -> Iterator[Path]:
+    """The deploy_guard package at ``commit``, so that edits during a run change nothing."""
+    with tempfile.TemporaryDirectory(prefix=f"dg-{commit}-") as directory:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "deploy_guard"],
                                  capture_output=True, check=True).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
         yield Path(directory)
@@ -195,7 +193,8 @@ def startup(build: Build, *args: str, times: int = 10) -> list[float]:
     env = build.env(dict(os.environ))
     for _ in range(times):
         started = time.monotonic()
-        subprocess.run(build.argv(*args), env=env, capture_output=True, check=True)
+        subprocess.run(build.argv(*args), env=env, capture_output=True, check=True,
+                       cwd=build.tree)  # fmt: skip
         samples.append(time.monotonic() - started)
     return samples
 
@@ -311,8 +310,10 @@ def main() -> None:
     times = 1 if arguments.quick else arguments.repeat
     only = set(filter(None, arguments.only.split(","))) or {"seed", "scale", "fanout", "startup"}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    with baseline_tree() as today, Testbed() as testbed:
-        builds = [Build("today", today), Build("new", ROOT)]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    with exported(BASELINE) as today, exported(head) as new, Testbed() as testbed:
+        builds = [Build("today", today), Build("new", new)]
         bench = Bench(testbed, builds, times)
         bench.large_times = arguments.large_repeat or times
         if "startup" in only:
@@ -326,7 +327,7 @@ def main() -> None:
             counts = [1, 8] if arguments.quick else [1, 4, 8, arguments.hosts]
             reached = bench.fanout(counts)
     data = {"started": started, "machine": machine(), "times": times, "reached": reached,
-            "argv": sys.argv[1:],
+            "argv": sys.argv[1:], "head": head,
             "commands": bench.commands,
             "seed": [s.wall for s in bench.seed.samples],
             "results": {build: {key: [vars(s) for s in m.samples] for key, m in measures.items()}
