@@ -13,6 +13,7 @@ are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -58,6 +59,9 @@ class Sample:
     wall: float
     first_start: float | None = None  # command start -> first unit started (host clock)
     start_spread: float | None = None  # first -> last unit started
+    # Stage boundaries: the next stage's first start minus this stage's last end (host
+    # clock, from the report): detection plus the round trips between two stages.
+    boundary: float | None = None
     max_rss_mib: float | None = None
 
 
@@ -132,6 +136,14 @@ def guard(testbed: Testbed, build: Build, hosts: list[str], config: Path,
     if process.returncode != 0:
         raise SystemExit(f"{build.name}: guard failed ({process.returncode}): {stderr[-3000:]}")
     report = json.loads(stdout)
+    gaps = []
+    for host in report["hosts"]:
+        stages = [s["units"] for s in host["stages"] if s["units"]]
+        for this, following in itertools.pairwise(stages):
+            ends = [parse_time(u["finished_at"]) for u in this if u["finished_at"]]
+            starts_next = [parse_time(u["started_at"]) for u in following if u["started_at"]]
+            if ends and starts_next:
+                gaps.append(min(starts_next) - max(ends))
     starts = [
         parse_time(unit["started_at"])
         for host in report["hosts"]
@@ -143,6 +155,7 @@ def guard(testbed: Testbed, build: Build, hosts: list[str], config: Path,
         elapsed,
         first_start=min(starts) - started_wall if starts else None,
         start_spread=max(starts) - min(starts) if starts else None,
+        boundary=statistics.mean(gaps) if gaps else None,
     )
 
 
@@ -333,6 +346,17 @@ def main() -> None:
             "results": {build: {key: [vars(s) for s in m.samples] for key, m in measures.items()}
                         for build, measures in bench.results.items()}}  # fmt: skip
     out = ROOT / "bench" / "results.json"
+    if arguments.only and out.exists():  # a partial run replaces only what it measured
+        old = json.loads(out.read_text())
+        for build, measures in data["results"].items():
+            old["results"].setdefault(build, {}).update(measures)
+        old["commands"].update(data["commands"])
+        old["seed"] = data["seed"] or old["seed"]
+        old["reached"] = data["reached"] or old["reached"]
+        old.setdefault("partial", []).append(
+            {"started": started, "only": arguments.only, "machine": data["machine"],
+             "head": head})  # fmt: skip
+        data = old
     out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {out}; now: python -m bench.report")
 
