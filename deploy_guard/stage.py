@@ -323,12 +323,15 @@ class _StageRunner:
         if only is not None:  # a unit past its deadline or owing evidence is always read
             units = [unit for unit in units if unit in only or self._needs_look(unit, now)]
         started = self.clock.monotonic()
-        states = dict(zip(units, self.client.show(units), strict=True))
+        # One round trip: `show` first, then the journal since our cursor.
+        shown, entries, self.cursor = self.client.show_and_journal(
+            units, self.cursor, list(self.watches)
+        )
+        states = dict(zip(units, shown, strict=True))
         if only is None:
             self.full_show_seconds = self.clock.monotonic() - started
             sweep = max(self.context.settings.sweep_interval, 5 * self.full_show_seconds)
             self.sweep_due = self.clock.monotonic() + sweep
-        entries, self.cursor = self.client.journal_since(self.cursor, list(self.watches))
         for entry in entries:
             if entry.unit in self.watches:
                 self.watches[entry.unit].journal.add(entry)

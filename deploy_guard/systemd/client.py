@@ -204,17 +204,29 @@ class SystemdClient:
         """One `systemctl show` call for every unit, in the order given."""
         if not units:
             return ()
-        argv = [
-            *SYSTEMCTL,
-            "show",
-            "--timestamp=unix",
-            "-p",
-            ",".join(parse.SHOW_PROPERTIES),
-            "--",
-            *units,
-        ]
-        result = self._run(argv)
+        return self._states_from(self._run(self._show_argv(units)), units)
+
+    @staticmethod
+    def _show_argv(units: Sequence[str]) -> list[str]:
+        properties = ",".join(parse.SHOW_PROPERTIES)
+        return [*SYSTEMCTL, "show", "--timestamp=unix", "-p", properties, "--", *units]
+
+    def _states_from(self, result: CommandResult, units: Sequence[str]) -> tuple[UnitState, ...]:
+        if not result.ok:  # as _run(check=True)
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
         return self._parsed("systemctl show", lambda: parse.parse_show(result.stdout, tuple(units)))
+
+    def show_and_journal(
+        self, units: Sequence[str], cursor: str | None, journal_units: Sequence[str]
+    ) -> tuple[tuple[UnitState, ...], tuple[JournalEntry, ...], str | None]:
+        """`show(units)`, then `journal_since(cursor, journal_units)`, in one round trip."""
+        if not units or not journal_units:
+            return (self.show(units), *self.journal_since(cursor, journal_units))
+        shown, journal = self.batch(
+            [self._show_argv(units), self._journal_argv(cursor, journal_units)]
+        )
+        states = self._states_from(shown, units)
+        return (states, *self._entries_from(journal, cursor))
 
     def start(self, units: Sequence[str]) -> StartAnswer:
         """Enqueue a start job for every unit in one call, without waiting for any of them.
@@ -256,6 +268,10 @@ class SystemdClient:
         """
         if not units:
             return (), cursor
+        return self._entries_from(self._run(self._journal_argv(cursor, units), check=False), cursor)
+
+    @staticmethod
+    def _journal_argv(cursor: str | None, units: Sequence[str]) -> list[str]:
         argv = [
             *JOURNALCTL,
             "--output=json",
@@ -266,8 +282,11 @@ class SystemdClient:
         # hide a run's only "job done" message. The entry at the cursor itself is dropped below.
         if cursor:
             argv.append(f"--cursor={cursor}")
-        argv += ["_PID=1", *(f"UNIT={unit}" for unit in units)]
-        result = self._run(argv, check=False)
+        return [*argv, "_PID=1", *(f"UNIT={unit}" for unit in units)]
+
+    def _entries_from(
+        self, result: CommandResult, cursor: str | None
+    ) -> tuple[tuple[JournalEntry, ...], str | None]:
         if not result.ok:
             log.warning("%s: cannot read the journal: %s", self.host, result.stderr.strip())
             return (), cursor
