@@ -232,9 +232,14 @@ NOTES = """
   tests/integration/test_journal_stream.py).
 - **Round trips before stage 1:** `systemctl --version` + the manifest, and `list-unit-files`
   + `list-units`, each pair in one call (`SystemdClient.batch`, a fixed `sh` script with
-  the data as positional parameters); the boot id comes from pre-flight's reading. Not done:
-  the baseline `show` and the journal cursor are still calls of their own (they depend on
-  discovery's answer), so a host costs 7 calls before its first start instead of 10.
+  the data as positional parameters); the boot id comes from pre-flight's reading (unless
+  pre-flight runs check units). A host now costs 6 remote calls before its first `start`
+  instead of 9. Not done: the failed-unit list, the boot id, the journal cursor and the
+  baseline `show` are still calls of their own (the last two depend on discovery's answer).
+- **Stage boundaries:** a poll's `show` and journal read are one round trip
+  (`SystemdClient.show_and_journal`); between two stages there are now the stream's
+  latency, that round trip, and the next stage's cursor, baseline `show` and `start`
+  (4 round trips; before: up to a 0.5 s wait, a keepalive and 5 round trips).
 - **200 units (3.38 s today): why.** On the testbed, `systemctl` itself uses 0.3 s of CPU
   for a `show` of 200 units that takes 10-19 s under the load of this run: the time is PID 1
   answering one D-Bus call per unit (and computing each unit file's state for

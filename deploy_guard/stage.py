@@ -272,9 +272,21 @@ class _StageRunner:
                 return None
             named = {e.unit for e in entries if e.message_id != MESSAGE_UNIT_STARTING}
             if named & set(self.watches):
-                return named
+                return named | self._settle(follow)
             if self.context.cancel.is_set():
                 return None
+
+    def _settle(self, follow: JournalFollow) -> set[str]:
+        """Units ending together (a big stage) are named in bursts: gather the rest of a
+        burst (20 ms of quiet, at most 100 ms) so that one look reads them all."""
+        more: set[str] = set()
+        deadline = self.clock.monotonic() + 0.1
+        while self.clock.monotonic() < deadline:
+            entries = follow.wait(0.02)
+            if not entries:  # quiet, or broken (the next wait sees that)
+                break
+            more |= {e.unit for e in entries if e.message_id != MESSAGE_UNIT_STARTING}
+        return more
 
     def _following(self) -> JournalFollow | None:
         """The journal stream for the watched units from our cursor, (re)opened as needed;
