@@ -180,11 +180,12 @@ def with_manifest(specs: Sequence[StageSpec], manifest: Manifest) -> tuple[Stage
 
 
 def discover(client: SystemdClient, specs: Sequence[StageSpec]) -> Inventory:
-    """Ask the host which service units the stages' patterns match (two read-only calls)."""
+    """Ask the host which service units the stages' patterns match (two read-only commands,
+    one round trip)."""
     patterns = list(dict.fromkeys(p for spec in specs for p in spec.patterns))
     if not patterns:
         return Inventory(states={})
-    inventory = build_inventory(client.list_unit_files(patterns), client.list_units(patterns))
+    inventory = build_inventory(*client.list_service_units(patterns))
     for name in inventory.ignored:
         log.warning("%s: ignoring unit %r: not a valid unit name", client.host, name)
     return inventory

@@ -109,12 +109,13 @@ def connect_and_plan(target: HostTarget, connect: Connector) -> tuple[SystemdCli
     transport = connect(target)
     client = SystemdClient(transport)
     try:
-        client.version()
+        _version, text = client.version_and_file(MANIFEST_PATH)  # one round trip
         specs = target.specs
-        text = client.read_file(MANIFEST_PATH)
-        manifest = load_manifest(text) if text is not None else None
-        if manifest is not None:  # the host says exactly which backup units it has
+        if text is not None:  # the host says exactly which backup units it has
+            manifest = load_manifest(text)
             specs = with_manifest(specs, manifest)
+        else:
+            manifest = None
         plan = plan_host(target.name, specs, discover(client, specs))
         return client, replace(plan, proofs=manifest.proofs if manifest else ())
     except BaseException:
@@ -206,10 +207,14 @@ def run_host(
         return HostResult(target.name, ExitCode.CRITICAL, error=internal_error(exc))
     try:
         stage_context = context(client)
-        stage_context.recovery.boot_id = client.boot_id()
+        recovery = stage_context.recovery
+        if target.preflight:  # its unit checks run under this recovery: boot id first
+            recovery.boot_id = client.boot_id()
         stage_context.emit(HostPlanned(target.name, plan))
         preflight = run_preflight(client, target.preflight, required_units=_manifest_units(plan),
                                   context=stage_context)  # fmt: skip
+        # Otherwise pre-flight's own reading (before any unit started) is the reference.
+        recovery.boot_id = recovery.boot_id or preflight.boot_id or client.boot_id()
         if not preflight.ok:  # a backup that cannot succeed is not started (exit 2)
             reason = preflight.summary()
             stages = tuple(_not_started(stage, reason) for stage in plan.stages)

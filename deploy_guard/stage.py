@@ -1,5 +1,10 @@
 """Running one stage on one host: start its units together, watch them with one `show` and
 one journal read per poll, enforce each unit's deadline, and judge each run (verdict.judge).
+
+When the transport can stream, a poll happens when `journalctl --follow` pushes one of
+systemd's messages about a watched unit (and `show` reads only the units it named), with a
+full poll every `sweep_interval` as a safety net; when the stream breaks, polling every
+`poll_interval` takes over. The stream decides when to look, never what happened.
 """
 
 from __future__ import annotations
@@ -19,15 +24,14 @@ from deploy_guard.errors import (
     HostRebooted,
     HostUnreachable,
     Interrupted,
-    JournalUnreadable,
     without_host,
 )
 from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
 from deploy_guard.freshness import fresh_units, last_runs
 from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
 from deploy_guard.recovery import Recovery
-from deploy_guard.systemd.client import SystemdClient
-from deploy_guard.systemd.parse import UnitState
+from deploy_guard.systemd.client import JournalFollow, SystemdClient
+from deploy_guard.systemd.parse import MESSAGE_UNIT_STARTING, UnitState
 from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,10 @@ class EngineSettings:
     keepalive_timeout: float = 10.0
     # On interrupt: stop the units in flight instead of leaving them to finish.
     cancel_remote: bool = False
+    # Watch with `journalctl --follow` when the transport can stream (polling otherwise).
+    stream: bool = True
+    # While streaming: a full poll at least this often (and 5x the last full `show`).
+    sweep_interval: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,10 @@ class _StageRunner:
         self.aliases: dict[str, str] = {}
         self.cursor: str | None = None
         self.stage_cursor: str | None = None  # where this stage began in the journal
+        self.follow: JournalFollow | None = None
+        self.stream_failures = 0
+        self.sweep_due = 0.0  # monotonic time of the next full poll while streaming
+        self.full_show_seconds = 0.0
 
     def run(self) -> StageRun:
         fatal = None
@@ -142,9 +154,10 @@ class _StageRunner:
                 self._check_interrupt()
                 self._launch_next()
                 if self.watches:
-                    self.clock.sleep(self.context.settings.poll_interval)
+                    only = self._wait()
                     self._check_interrupt()
-                    self._poll_or_recover()
+                    self._poll_or_recover(only)
+            self._close_follow()
             self._attach_log_tails()
         except Interrupted as exc:
             fatal = str(exc)
@@ -155,6 +168,8 @@ class _StageRunner:
         except DeployGuardError as exc:
             fatal = without_host(exc, self.client.host)
             self._abandon(fatal)
+        finally:
+            self._close_follow()
         units = self._planned_results()
         succeeded = all(result.outcome.is_success for result in units)
         outcome = StageOutcome.SUCCEEDED if succeeded else StageOutcome.FAILED
@@ -192,8 +207,13 @@ class _StageRunner:
         if not batch:
             return
         self.checking = batch
+        shown = self.clock.monotonic()
         baseline = dict(zip(batch, self.client.show(batch), strict=True))
         self.checking = []
+        # While streaming, the first full poll comes after a sweep, scaled by what a `show`
+        # of these units costs: reading them all while systemd starts them slows it down.
+        sweep = max(self.context.settings.sweep_interval, 5 * (self.clock.monotonic() - shown))
+        self.sweep_due = self.clock.monotonic() + sweep
         to_start: dict[str, UnitState] = {}
         for unit, state in baseline.items():
             if (problem := _load_problem(state, self.stage.source)) is not None:
@@ -230,27 +250,108 @@ class _StageRunner:
         if self.context.cancel.is_set():
             raise Interrupted("interrupted")
 
-    def _poll_or_recover(self) -> None:
+    def _wait(self) -> set[str] | None:
+        """Until it is time to look: the units the journal stream named (their `show` is
+        read), or None for a full poll (the sweep, or polling without a stream)."""
+        settings = self.context.settings
+        follow = self._following()
+        if follow is None:
+            self.clock.sleep(settings.poll_interval)
+            return None
+        now = self.clock.monotonic()
+        wake = self.sweep_due
+        for watch in self.watches.values():
+            # A unit being stopped is looked at every poll_interval (SIGKILL escalation).
+            due = now + settings.poll_interval if watch.stop_requested else watch.deadline
+            wake = min(wake, due)
+        while True:
+            remaining = wake - self.clock.monotonic()
+            if remaining <= 0:
+                return None
+            # In slices, so that Ctrl-C is seen at once.
+            entries = follow.wait(min(remaining, 0.25))
+            if entries is None:
+                log.warning("%s: the journal stream broke; polling", self.client.host)
+                self._close_follow()
+                self.stream_failures += 1
+                return None
+            named = {e.unit for e in entries if e.message_id != MESSAGE_UNIT_STARTING}
+            if named & set(self.watches):
+                return named | self._settle(follow)
+            if self.context.cancel.is_set():
+                return None
+
+    def _settle(self, follow: JournalFollow) -> set[str]:
+        """Units ending together (a big stage) are named in bursts: gather the rest of a
+        burst (20 ms of quiet, at most 100 ms) so that one look reads them all."""
+        more: set[str] = set()
+        deadline = self.clock.monotonic() + 0.1
+        while self.clock.monotonic() < deadline:
+            entries = follow.wait(0.02)
+            if not entries:  # quiet, or broken (the next wait sees that)
+                break
+            more |= {e.unit for e in entries if e.message_id != MESSAGE_UNIT_STARTING}
+        return more
+
+    def _following(self) -> JournalFollow | None:
+        """The journal stream for the watched units from our cursor, (re)opened as needed;
+        None when the transport cannot stream or the stream broke too often."""
+        if not self.context.settings.stream or self.stream_failures >= 3:
+            return None
+        if self.follow is not None and (
+            self.follow.ended or not set(self.watches) <= self.follow.units
+        ):
+            self._close_follow()
+        if self.follow is None:
+            units = sorted({*self.stage.units, *self.watches})
+            self.follow = self.client.follow_journal(self.cursor, units)
+            if self.follow is None:
+                self.stream_failures = 3  # this transport cannot stream
+        return self.follow
+
+    def _close_follow(self) -> None:
+        if self.follow is not None:
+            self.follow.close()
+            self.follow = None
+
+    def _poll_or_recover(self, only: set[str] | None = None) -> None:
         """A lost or dead connection is not the end: the runs go on under PID 1, so get the
-        host back and keep watching them (the journal cursor has kept our place)."""
+        host back and keep watching them (the journal cursor has kept our place).
+
+        ``only``: the units the journal stream just named; the server has just answered, so
+        no keepalive is needed, and the others are read at the next full poll."""
         alive = getattr(self.client.transport, "alive", None)
         try:
-            if alive is not None and not alive(self.context.settings.keepalive_timeout):
+            if (
+                only is None
+                and alive is not None
+                and not alive(self.context.settings.keepalive_timeout)
+            ):
                 raise ConnectionLost(self.client.host, "the server stopped answering keepalives")
-            self._poll()
+            self._poll(only)
         except (ConnectionLost, CommandTimeout, HostUnreachable) as exc:
+            self._close_follow()  # reopened from our cursor; the next poll reads every unit
+            self.sweep_due = 0.0
             self.context.recovery.recover(self.client, self.clock, exc)
 
-    def _poll(self) -> None:
+    def _poll(self, only: set[str] | None = None) -> None:
         units = list(self.watches)
-        states = dict(zip(units, self.client.show(units), strict=True))
-        try:
-            entries, self.cursor = self.client.journal_since(self.cursor, units)
-            unreadable = None
-        except JournalUnreadable as exc:  # the cursor stays: a later read sees what we missed
-            entries, unreadable = (), exc.reason
-        for unit in units:
-            self.watches[unit].journal.unreadable = unreadable
+        now = self.clock.monotonic()
+        if only is not None:  # a unit past its deadline or owing evidence is always read
+            units = [unit for unit in units if unit in only or self._needs_look(unit, now)]
+        started = self.clock.monotonic()
+        # One round trip: `show` first, then the journal since our cursor. A journal that
+        # cannot be read leaves the cursor where it was (a later read sees what we missed)
+        # and marks every watched unit's evidence incomplete (issue 11, case 4).
+        answer = self.client.show_and_journal(units, self.cursor, list(self.watches))
+        states = dict(zip(units, answer.states, strict=True))
+        entries, self.cursor = answer.entries, answer.cursor
+        for watch in self.watches.values():
+            watch.journal.unreadable = answer.unreadable
+        if only is None:
+            self.full_show_seconds = self.clock.monotonic() - started
+            sweep = max(self.context.settings.sweep_interval, 5 * self.full_show_seconds)
+            self.sweep_due = self.clock.monotonic() + sweep
         for entry in entries:
             if entry.unit in self.watches:
                 self.watches[entry.unit].journal.add(entry)
@@ -278,6 +379,14 @@ class _StageRunner:
             for unit in expiring:
                 self.watches[unit].stop_requested = now
                 self.context.emit(UnitStopping(self.client.host, self.stage.name, unit))
+
+    def _needs_look(self, unit: str, now: float) -> bool:
+        watch = self.watches[unit]
+        return (
+            now >= watch.deadline
+            or watch.stop_requested is not None
+            or watch.unaccounted_since is not None
+        )
 
     def _check_evidence(self, watch: _Watch, now: float) -> None:
         if watch.unaccounted_since is None:

@@ -57,7 +57,7 @@ scene_init_and_plan() {
   say "1. A first configuration from what the host has, and the plan (starts nothing)"
   show "$deploy_guard" init forge --output "$config" --force
   # Faster polling than the default 0.5s keeps the demo short; behaviour is the same.
-  sed -i 's/^parallel = 4$/parallel = 4\npoll_interval = "0.2s"/' "$config"
+  sed -i 's/^parallel = 32$/parallel = 32\npoll_interval = "0.2s"/' "$config"
 }
 
 scene_guarded_apply() {

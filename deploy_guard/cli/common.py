@@ -9,21 +9,23 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-from rich.console import Console
 
 from deploy_guard.cli.complete import complete_hosts, complete_stages
 from deploy_guard.cli.options import GLOBAL_OPTIONS, common_option_decorators
-from deploy_guard.config import Config, load_config
 from deploy_guard.durations import parse_duration
-from deploy_guard.engine import HostTarget
-from deploy_guard.hosts import connect, flake_inventory, resolve_targets
-from deploy_guard.notify import check_notify_available
-from deploy_guard.render import LineRenderer, LiveRenderer
-from deploy_guard.stage import EngineSettings
-from deploy_guard.transport.base import PARAMIKO_LOGGER, Transport
+from deploy_guard.transport.base import PARAMIKO_LOGGER
+
+if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, rich, paramiko
+    from rich.console import Console
+
+    from deploy_guard.config import Config
+    from deploy_guard.engine import HostTarget
+    from deploy_guard.render import LineRenderer, LiveRenderer
+    from deploy_guard.stage import EngineSettings
+    from deploy_guard.transport.base import Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +102,8 @@ PIPE_WIDTH: Final = 10_000
 
 def console(common: Common) -> Console:
     """stderr; where it is not a terminal, nothing is hard-wrapped (unless COLUMNS says)."""
+    from rich.console import Console  # noqa: PLC0415 (start-up time)
+
     output = Console(stderr=True, no_color=common.no_color, highlight=False)
     if not output.is_terminal and not os.environ.get("COLUMNS"):
         output.soft_wrap = True
@@ -109,6 +113,8 @@ def console(common: Common) -> Console:
 
 def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
     """The live table on a terminal, timestamped lines everywhere else."""
+    from deploy_guard.render import LineRenderer, LiveRenderer  # noqa: PLC0415
+
     if output.is_terminal and not common.quiet:
         return LiveRenderer(output)
     return LineRenderer(output, quiet=common.quiet)
@@ -116,11 +122,15 @@ def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
 
 def connector(config: Config) -> Callable[[HostTarget], Transport]:
     """Opens the connection to a host with the configured connect timeout."""
+    from deploy_guard.hosts import connect  # noqa: PLC0415
+
     return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
 def settings(config: Config, max_age: float | None = None) -> EngineSettings:
     """Engine timing from the configuration; ``max_age`` (--max-age) wins over `max_age`."""
+    from deploy_guard.stage import EngineSettings  # noqa: PLC0415
+
     return EngineSettings(
         poll_interval=config.poll_interval,
         stop_grace=config.stop_grace,
@@ -166,6 +176,10 @@ def load_targets(
         ConfigError: bad configuration or flake inventory.
         UsageError: bad selection or stage name.
     """
+    from deploy_guard.config import load_config  # noqa: PLC0415
+    from deploy_guard.hosts import flake_inventory, resolve_targets  # noqa: PLC0415
+    from deploy_guard.notify import check_notify_available  # noqa: PLC0415
+
     config, path = load_config(common.config)
     check_notify_available(config, path)
     flake_hosts = flake_inventory(config, path, show_trace=show_trace)
@@ -198,7 +212,7 @@ stage_option = click.option("--stage", "stages", multiple=True, metavar="NAME",
                             help="Run only this stage (repeatable).")  # fmt: skip
 parallel_option = click.option("--parallel", "--limit", "parallel", type=click.IntRange(min=1),
                                default=None,
-                               help="Hosts at once (default: config 'parallel', 4).")  # fmt: skip
+                               help="Hosts at once (default: config 'parallel', 32).")  # fmt: skip
 show_trace_option = click.option(
     "--show-trace", is_flag=True,
     help="Pass --show-trace to every nix call (inventory, flake checks, builds).",

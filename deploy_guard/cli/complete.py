@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.shell_completion import CompletionItem
 
-from deploy_guard.config import Config, load_config
+if TYPE_CHECKING:  # imported on a Tab only: `--help` must not pay for pydantic
+    from deploy_guard.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ def _config_path(context: click.Context) -> Path | None:
 
 
 def _load(context: click.Context) -> Config | None:
+    from deploy_guard.config import load_config  # noqa: PLC0415
+
     try:
         config, _path = load_config(_config_path(context))
     except Exception:  # completion must never fail the shell

@@ -9,11 +9,10 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import (
     Common,
     all_option,
@@ -30,14 +29,12 @@ from deploy_guard.cli.common import (
     show_trace_option,
     stage_option,
 )
-from deploy_guard.clock import SystemClock
-from deploy_guard.config import Config
-from deploy_guard.deploycheck import routes
-from deploy_guard.engine import HostTarget, PlanResult, RunRequest, plan_hosts, run_hosts
 from deploy_guard.errors import ExitCode
-from deploy_guard.model import RunReport
-from deploy_guard.observe import git_revision, observe
-from deploy_guard.render import print_plan, print_summary
+
+if TYPE_CHECKING:  # the rest is imported where used: `run --help` must stay instant
+    from deploy_guard.config import Config
+    from deploy_guard.engine import HostTarget, PlanResult
+    from deploy_guard.model import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +62,9 @@ def plan_with_destinations(
     config: Config, targets: tuple[HostTarget, ...], parallel: int | None, tool: str
 ) -> tuple[list[PlanResult], dict[str, tuple[str, str]]]:
     """Each host's plan, and its guard and deploy destinations as `plan` shows them."""
+    from deploy_guard.deploycheck import routes  # noqa: PLC0415
+    from deploy_guard.engine import plan_hosts  # noqa: PLC0415
+
     results = plan_hosts(targets, connector(config), parallel or config.parallel)
     destinations = {}
     for name, route in routes(targets, tool, config.deploy.guard_user).items():
@@ -75,6 +75,9 @@ def plan_with_destinations(
 
 def show_plan(common: Common, config: Config, targets: tuple[HostTarget, ...],
               parallel: int | None) -> int:  # fmt: skip
+    from deploy_guard import report  # noqa: PLC0415
+    from deploy_guard.render import print_plan  # noqa: PLC0415
+
     results, destinations = plan_with_destinations(config, targets, parallel,
                                                    config.deploy.tool)  # fmt: skip
     if common.json:
@@ -92,6 +95,9 @@ def guard_hosts(
     The first Ctrl-C stops the watching and yields the partial report (exit 130; backups
     already started keep running unless ``cancel_remote``); a second one exits at once.
     """
+    from deploy_guard.clock import SystemClock  # noqa: PLC0415
+    from deploy_guard.engine import RunRequest, run_hosts  # noqa: PLC0415
+
     engine_settings = replace(settings(config, max_age), cancel_remote=cancel_remote)
     request = RunRequest(command, targets, parallel or config.parallel, engine_settings)
     output = renderer(common, console(common))
@@ -124,6 +130,10 @@ def finish(
 ) -> RunReport:
     """After the verdict: notifications, metrics and receipts (their failures are warnings,
     never a verdict), then the report is saved."""
+    from rich.text import Text  # noqa: PLC0415
+
+    from deploy_guard.observe import git_revision, observe  # noqa: PLC0415
+
     revision = git_revision(Path.cwd())
     warnings = observe(result, config, targets, connector(config), git_revision=revision)
     output = console(common)
@@ -137,6 +147,8 @@ def finish(
 
 def save(common: Common, result: RunReport) -> str | None:
     """Save the report; a failure to save is a warning, never a verdict."""
+    from deploy_guard import report  # noqa: PLC0415
+
     try:
         path = report.save_run(result, os.environ)
     except OSError as exc:
@@ -167,6 +179,9 @@ def run(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[s
     config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
     if dry_run:
         return show_plan(common, config, targets, parallel)
+    from deploy_guard import report  # noqa: PLC0415
+    from deploy_guard.render import print_summary  # noqa: PLC0415
+
     result = guard_hosts(common, config, targets, "run", parallel, max_age, cancel_remote)
     result = finish(common, config, targets, result)
     if common.json:

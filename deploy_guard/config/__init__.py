@@ -101,7 +101,9 @@ class Config(StrictModel):
     inventory: InventoryConfig | None = Field(
         None, description="Also take hosts from the flake; [hosts.NAME] entries override them"
     )
-    parallel: int = Field(4, ge=1, description="Hosts guarded at once")
+    # Every selected host at once, up to 32: the backups run on the hosts and the workstation
+    # only watches (a thread and one SSH connection per host); see docs/benchmarks.md.
+    parallel: int = Field(32, ge=1, description="Hosts guarded at once")
     poll_interval: Duration = Field(0.5, description="Time between two polls of a host")
     connect_timeout: Duration = Field(15.0, description="Time allowed to open an SSH connection")
     ssh_config: Path | None = Field(

@@ -7,16 +7,17 @@ each argument.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-from deploy_guard.errors import HostProtocolError, JournalUnreadable
+from deploy_guard.errors import CommandFailed, HostProtocolError, JournalUnreadable
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
-from deploy_guard.transport.base import CommandResult, Transport
+from deploy_guard.transport.base import CommandResult, LineStream, Transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,6 +26,57 @@ T = TypeVar("T")
 MIN_SYSTEMD_VERSION: Final = 248
 SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
 JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
+# `journalctl --follow` that ends when its stdin closes (the SSH channel or our pipe): without
+# a pty nothing else would stop it on the host. fd 3 keeps the real stdin, because an
+# asynchronous list in a non-interactive sh reads /dev/null; `exec` keeps $$ for the kill.
+FOLLOW_SCRIPT: Final = (
+    'exec 3<&0; { cat <&3 >/dev/null 2>&1; kill "$$" 2>/dev/null; } >/dev/null 2>&1 & exec "$@"'
+)
+
+# Several commands in one round trip: $1 is a marker, then for each command its word count
+# and its words. Data only ever reaches the shell as positional parameters ("${k}").
+BATCH_SCRIPT: Final = r"""
+m=$1; shift; t=$(mktemp -d) || exit 125; trap 'rm -rf "$t"' EXIT
+while [ "$#" -gt 0 ]; do
+  n=$1; shift; c=; k=1
+  while [ "$k" -le "$n" ]; do c="$c \"\${$k}\""; k=$((k+1)); done
+  eval "$c" >"$t/o" 2>"$t/e" </dev/null; s=$?
+  printf '%s %s\n' "$m" "$s"; cat "$t/o"; printf '\n%s\n' "$m"; cat "$t/e"; printf '\n%s\n' "$m"
+  shift "$n"
+done
+"""
+
+
+class JournalFollow:
+    """systemd's messages about some units, pushed by `journalctl --follow` as they are
+    written. It only tells the engine *when* to look: what happened is still decided
+    from `show` and `journal_since` (verdict.judge)."""
+
+    def __init__(self, stream: LineStream, cursor: str | None, units: frozenset[str]) -> None:
+        self.stream = stream
+        self.cursor = cursor
+        self.units = units
+
+    @property
+    def ended(self) -> bool:
+        return self.stream.ended
+
+    def wait(self, timeout: float) -> tuple[JournalEntry, ...] | None:
+        """Entries written since the last call, waiting up to ``timeout`` for the first;
+        None when the stream broke (the caller falls back to polling)."""
+        lines = self.stream.lines(timeout)
+        if lines is None:
+            return None
+        try:
+            entries = parse.parse_journal("\n".join(lines))
+        except ParseError as exc:
+            log.warning("journal stream: %s", exc)
+            self.close()
+            return None
+        return tuple(entry for entry in entries if entry.cursor != self.cursor)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +85,16 @@ class StartAnswer:
 
     jobs: dict[str, int]
     errors: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PollAnswer:
+    """One poll's evidence: `show` of the polled units, the journal since the cursor."""
+
+    states: tuple[UnitState, ...]
+    entries: tuple[JournalEntry, ...]
+    cursor: str | None
+    unreadable: str | None = None  # why the journal could not be read; entries are then ()
 
 
 class SystemdClient:
@@ -55,13 +117,41 @@ class SystemdClient:
         except ParseError as exc:
             raise HostProtocolError(self.host, f"cannot parse {what}: {exc}") from exc
 
+    def batch(self, argvs: Sequence[Sequence[str]]) -> list[CommandResult]:
+        """Run the commands one after another in one round trip (`BATCH_SCRIPT`), each as
+        if run alone (check=False). A transport that runs no shell (a test double) gets
+        them one by one."""
+        if len(argvs) < 2 or not getattr(self.transport, "runs_sh", False):
+            return [self._run(argv, check=False) for argv in argvs]
+        marker = f"@@deploy-guard-{secrets.token_hex(8)}@@"
+        words = [marker]
+        for argv in argvs:
+            words += [str(len(argv)), *argv]
+        result = self._run(["sh", "-c", BATCH_SCRIPT, "sh", *words], check=False)
+        try:
+            parts = parse.parse_batch(result.stdout, marker, len(argvs))
+        except ParseError as exc:
+            reason = f"cannot parse a batch of commands: {exc} {result.stderr.strip()}"
+            raise HostProtocolError(self.host, reason) from exc
+        return [
+            CommandResult(tuple(argv), status, out, err)
+            for argv, (status, out, err) in zip(argvs, parts, strict=True)
+        ]
+
+    def version_and_file(self, path: str) -> tuple[int, str | None]:
+        """`version` and `read_file(path)` in one round trip."""
+        version, text = self.batch([[*SYSTEMCTL, "--version"], ["cat", "--", path]])
+        return self._version_from(version), self._file_from(text, path)
+
     def version(self) -> int:
         """The host's systemd version.
 
         Raises:
             HostProtocolError: no systemctl, or a version older than we support.
         """
-        result = self._run([*SYSTEMCTL, "--version"], check=False)
+        return self._version_from(self._run([*SYSTEMCTL, "--version"], check=False))
+
+    def _version_from(self, result: CommandResult) -> int:
         if result.exit_status == 127:
             raise HostProtocolError(self.host, "systemctl not found: is this a systemd host?")
         version = self._parsed(
@@ -85,9 +175,19 @@ class SystemdClient:
         With ``patterns`` systemd computes the state of matching files only: 0.03 s instead
         of 0.8 s on a Debian host (measured on the testbed), more on a full NixOS system.
         """
+        return self._unit_files_from(self._run(self._list_unit_files_argv(patterns), check=False))
+
+    @staticmethod
+    def _list_unit_files_argv(patterns: Sequence[str]) -> list[str]:
         argv = [*SYSTEMCTL, "list-unit-files", "--type=service", "--no-legend", "--plain"]
-        argv += ["--", *patterns] if patterns else []
-        result = self._run(argv, check=False)
+        return argv + (["--", *patterns] if patterns else [])
+
+    @staticmethod
+    def _list_units_argv(patterns: Sequence[str]) -> list[str]:
+        argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
+        return argv + (["--", *patterns] if patterns else [])
+
+    def _unit_files_from(self, result: CommandResult) -> tuple[ListedUnit, ...]:
         # Exit 1 with no output means "nothing matched", not an error.
         if result.exit_status not in (0, 1) or (result.exit_status == 1 and result.stdout.strip()):
             raise HostProtocolError(self.host, f"list-unit-files failed: {result.stderr.strip()}")
@@ -95,26 +195,62 @@ class SystemdClient:
 
     def list_units(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
         """Service units loaded in memory (includes transient and generated ones)."""
-        argv = [*SYSTEMCTL, "list-units", "--all", "--type=service", "--no-legend", "--plain"]
-        argv += ["--", *patterns] if patterns else []
-        result = self._run(argv)
+        return self._units_from(self._run(self._list_units_argv(patterns)))
+
+    def _units_from(self, result: CommandResult) -> tuple[ListedUnit, ...]:
+        if not result.ok:
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
         return self._parsed("list-units", lambda: parse.parse_unit_list(result.stdout))
+
+    def list_service_units(
+        self, patterns: Sequence[str]
+    ) -> tuple[tuple[ListedUnit, ...], tuple[ListedUnit, ...]]:
+        """`list_unit_files` and `list_units` in one round trip."""
+        files, loaded = self.batch(
+            [self._list_unit_files_argv(patterns), self._list_units_argv(patterns)]
+        )
+        return self._unit_files_from(files), self._units_from(loaded)
 
     def show(self, units: Sequence[str]) -> tuple[UnitState, ...]:
         """One `systemctl show` call for every unit, in the order given."""
         if not units:
             return ()
-        argv = [
-            *SYSTEMCTL,
-            "show",
-            "--timestamp=unix",
-            "-p",
-            ",".join(parse.SHOW_PROPERTIES),
-            "--",
-            *units,
-        ]
-        result = self._run(argv)
+        return self._states_from(self._run(self._show_argv(units)), units)
+
+    @staticmethod
+    def _show_argv(units: Sequence[str]) -> list[str]:
+        properties = ",".join(parse.SHOW_PROPERTIES)
+        return [*SYSTEMCTL, "show", "--timestamp=unix", "-p", properties, "--", *units]
+
+    def _states_from(self, result: CommandResult, units: Sequence[str]) -> tuple[UnitState, ...]:
+        if not result.ok:  # as _run(check=True)
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
         return self._parsed("systemctl show", lambda: parse.parse_show(result.stdout, tuple(units)))
+
+    def show_and_journal(
+        self, units: Sequence[str], cursor: str | None, journal_units: Sequence[str]
+    ) -> PollAnswer:
+        """`show(units)`, then `journal_since(cursor, journal_units)`, in one round trip.
+
+        A journal that cannot be read does not lose the `show`: the answer has no entries,
+        keeps ``cursor`` and says why in `unreadable` (issue 11, case 4).
+        """
+        if not units or not journal_units:
+            states = self.show(units)
+            try:
+                entries, new_cursor = self.journal_since(cursor, journal_units)
+            except JournalUnreadable as exc:
+                return PollAnswer(states, (), cursor, exc.reason)
+            return PollAnswer(states, entries, new_cursor)
+        shown, journal = self.batch(
+            [self._show_argv(units), self._journal_argv(cursor, journal_units)]
+        )
+        states = self._states_from(shown, units)
+        try:
+            entries, new_cursor = self._entries_from(journal, cursor)
+        except JournalUnreadable as exc:
+            return PollAnswer(states, (), cursor, exc.reason)
+        return PollAnswer(states, entries, new_cursor)
 
     def start(self, units: Sequence[str]) -> StartAnswer:
         """Enqueue a start job for every unit in one call, without waiting for any of them.
@@ -157,6 +293,10 @@ class SystemdClient:
         """
         if not units:
             return (), cursor
+        return self._entries_from(self._run(self._journal_argv(cursor, units), check=False), cursor)
+
+    @staticmethod
+    def _journal_argv(cursor: str | None, units: Sequence[str]) -> list[str]:
         argv = [
             *JOURNALCTL,
             "--output=json",
@@ -167,8 +307,11 @@ class SystemdClient:
         # hide a run's only "job done" message. The entry at the cursor itself is dropped below.
         if cursor:
             argv.append(f"--cursor={cursor}")
-        argv += ["_PID=1", *(f"UNIT={unit}" for unit in units)]
-        result = self._run(argv, check=False)
+        return [*argv, "_PID=1", *(f"UNIT={unit}" for unit in units)]
+
+    def _entries_from(
+        self, result: CommandResult, cursor: str | None
+    ) -> tuple[tuple[JournalEntry, ...], str | None]:
         if not result.ok:
             reason = result.stderr.strip() or f"journalctl exited with status {result.exit_status}"
             log.warning("%s: cannot read the journal: %s", self.host, reason)
@@ -197,13 +340,31 @@ class SystemdClient:
             return ()
         return self._parsed("journal", lambda: parse.parse_unit_messages(result.stdout))
 
+    def follow_journal(self, cursor: str | None, units: Sequence[str]) -> JournalFollow | None:
+        """Stream systemd's messages (PID 1) about ``units`` from ``cursor`` on, as
+        `journal_since` reads them; None when the transport cannot stream."""
+        open_stream = getattr(self.transport, "open_stream", None)
+        if open_stream is None or not units:
+            return None
+        argv = [*JOURNALCTL, "--follow", "--output=json",
+                f"--output-fields={','.join(parse.JOURNAL_FIELDS)}"]  # fmt: skip
+        # --cursor (inclusive), as in journal_since: --after-cursor with matches skips the
+        # first match on systemd 252 (docs/field-notes.md); JournalFollow drops the entry
+        # at the cursor itself.
+        argv.append(f"--cursor={cursor}" if cursor else "--lines=0")
+        argv += ["_PID=1", *(f"UNIT={unit}" for unit in units)]
+        stream: LineStream = open_stream(["sh", "-c", FOLLOW_SCRIPT, "sh", *argv])
+        return JournalFollow(stream, cursor, frozenset(units))
+
     def read_file(self, path: str) -> str | None:
         """A file's text, or None when it does not exist.
 
         Raises:
             HostProtocolError: it exists but cannot be read.
         """
-        result = self._run(["cat", "--", path], check=False)
+        return self._file_from(self._run(["cat", "--", path], check=False), path)
+
+    def _file_from(self, result: CommandResult, path: str) -> str | None:
         if result.ok:
             return result.stdout
         if "No such file" in result.stderr:

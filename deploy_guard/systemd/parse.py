@@ -342,3 +342,26 @@ def parse_unit_messages(text: str) -> tuple[tuple[str, str], ...]:
             raise ParseError(f"journal line is not an entry: {line[:80]!r}")
         messages.append((_field(raw, "_SYSTEMD_UNIT"), _field(raw, "MESSAGE")))
     return tuple(messages)
+
+
+def parse_batch(text: str, marker: str, count: int) -> list[tuple[int, str, str]]:
+    """Split the output of `client.BATCH_SCRIPT` into (exit status, stdout, stderr) per
+    command: "MARKER STATUS\\n" STDOUT "\\nMARKER\\n" STDERR "\\nMARKER\\n", for each.
+
+    Raises:
+        ParseError: not ``count`` complete sections (the script was cut short).
+    """
+    parts: list[tuple[int, str, str]] = []
+    rest = text
+    separator = f"\n{marker}\n"
+    for index in range(count):
+        head, newline, rest = rest.partition("\n")
+        word, _space, status = head.partition(" ")
+        if word != marker or not newline or not status.strip().isdigit():
+            raise ParseError(f"command {index + 1} of {count}: no result")
+        stdout, found, rest = rest.partition(separator)
+        stderr, found_too, rest = rest.partition(separator) if found else ("", "", "")
+        if not found_too:
+            raise ParseError(f"command {index + 1} of {count}: output cut short")
+        parts.append((int(status), stdout, stderr))
+    return parts

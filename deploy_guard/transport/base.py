@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
 import shlex
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -54,6 +56,57 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release the connection; remote work started through systemd keeps running."""
         ...
+
+
+class LineStream:
+    """The output lines of a long-running command (`journalctl --follow`), read on a thread
+    of its own. Transports that can stream have ``open_stream(argv) -> LineStream``."""
+
+    def __init__(self, read: Callable[[], bytes], close: Callable[[], None], name: str) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._close = close
+        self._closed = threading.Event()
+        self.ended = False
+        threading.Thread(target=self._pump, args=(read,), name=name, daemon=True).start()
+
+    def _pump(self, read: Callable[[], bytes]) -> None:
+        buffer = b""
+        try:
+            while chunk := read():
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    self._queue.put(line.decode("utf-8", errors="replace"))
+        except Exception as exc:  # a dead connection ends the stream, nothing else
+            if not self._closed.is_set():
+                log.debug("stream ended: %r", exc)
+        finally:
+            self._queue.put(None)
+
+    def lines(self, timeout: float) -> list[str] | None:
+        """Every complete line received so far, waiting up to ``timeout`` for the first;
+        None once the command has ended and everything it printed was returned."""
+        if self.ended:
+            return None
+        try:
+            items = [self._queue.get(timeout=max(timeout, 0.0))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if None in items:
+            self.ended = True
+            got = [item for item in items[: items.index(None)] if item is not None]
+            return got or None
+        return [item for item in items if item is not None]
+
+    def close(self) -> None:
+        """Stop the command (closing its stdin ends it, see `systemd.client`)."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._close()
 
 
 def quote_argv(argv: Sequence[str]) -> str:

@@ -8,13 +8,15 @@ import subprocess
 from collections.abc import Sequence
 
 from deploy_guard.errors import CommandFailed, CommandTimeout
-from deploy_guard.transport.base import REMOTE_ENV, CommandResult, masked, quote_argv
+from deploy_guard.transport.base import REMOTE_ENV, CommandResult, LineStream, masked, quote_argv
 
 log = logging.getLogger(__name__)
 
 
 class LocalTransport:
     """A `Transport` that runs each argv as a child process of deploy-guard itself."""
+
+    runs_sh = True  # SystemdClient.batch
 
     def __init__(self, host: str = "local", *, become: Sequence[str] = ()) -> None:
         self._host = host
@@ -51,6 +53,29 @@ class LocalTransport:
         if check and not result.ok:
             raise CommandFailed(self._host, argv, result.exit_status, result.stderr)
         return result
+
+    def open_stream(self, argv: Sequence[str]) -> LineStream:
+        """Start ``argv`` and stream its output lines; closing the stream closes its stdin."""
+        full = [*self._become, *argv]
+        log.debug("%s$ %s &", self._host, masked(quote_argv(full)))
+        env = dict(os.environ)
+        env.update(item.split("=", 1) for item in REMOTE_ENV)  # type: ignore[misc]
+        process = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        assert process.stdout is not None
+        assert process.stdin is not None
+        stdout, stdin = process.stdout, process.stdin
+
+        def close() -> None:
+            stdin.close()
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            stdout.close()
+
+        return LineStream(lambda: os.read(stdout.fileno(), 65536), close, f"{self._host} stream")
 
     def close(self) -> None:
         """Nothing to release."""

@@ -16,6 +16,7 @@ import select
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Final
 
-import paramiko
+# paramiko.config imports invoke, only for `Match exec` in paramiko's own SSHConfig, which we
+# never use (`ssh -G` resolves the configuration): invoke and what it pulls in are 126 of the
+# 335 modules `import paramiko` loads. Without it paramiko sets invoke = None and carries on.
+if "invoke" not in sys.modules:
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+    try:
+        import paramiko
+    finally:
+        del sys.modules["invoke"]
+else:
+    import paramiko
 
 from deploy_guard.errors import (
     AuthenticationFailed,
@@ -38,6 +49,7 @@ from deploy_guard.errors import (
 from deploy_guard.transport.base import (
     PARAMIKO_LOGGER,
     CommandResult,
+    LineStream,
     masked,
     remote_command_line,
 )
@@ -54,6 +66,11 @@ log = logging.getLogger(__name__)
 # OpenSSH's MaxSessions defaults to 10 and frees slots late (FIELD-NOTES): stay well below.
 DEFAULT_MAX_SESSIONS: Final = 4
 MAX_JUMP_HOPS: Final = 8
+# Handshakes in progress at once, over every host: sshd's MaxStartups (default 10:30:100)
+# drops 30 % of the unauthenticated connections beyond 10 to one server, e.g. a jump host
+# that a whole fleet is reached through. Once logged in, hosts are watched all at once.
+MAX_HANDSHAKES: Final = 10
+_HANDSHAKES: Final = threading.BoundedSemaphore(MAX_HANDSHAKES)
 _CHUNK: Final = 65536
 
 _Stream = socket.socket | paramiko.Channel | paramiko.ProxyCommand
@@ -127,6 +144,8 @@ class SshTransport:
     a new one if the previous one died.
     """
 
+    runs_sh = True  # remote commands can be `sh -c SCRIPT` (SystemdClient.batch)
+
     def __init__(
         self,
         host_name: str,
@@ -175,8 +194,9 @@ class SshTransport:
                 transport = paramiko.Transport(stream)
                 transport.set_log_channel(_PARAMIKO_LOG.name)
                 cleanup.callback(transport.close)
-                self._handshake(transport)
-                self._authenticate(transport)
+                with _HANDSHAKES:
+                    self._handshake(transport)
+                    self._authenticate(transport)
                 cleanup.pop_all()
             if self._target.server_alive_interval > 0:
                 transport.set_keepalive(self._target.server_alive_interval)
@@ -336,6 +356,31 @@ class SshTransport:
         if check and not result.ok:
             raise CommandFailed(self._host, argv, result.exit_status, result.stderr)
         return result
+
+    def open_stream(self, argv: Sequence[str]) -> LineStream:
+        """Run ``argv`` on a channel of its own and stream its stdout lines (stderr is
+        dropped); closing the stream closes the channel and with it the command's stdin.
+
+        Raises:
+            ConnectionLost, CommandTimeout: as `run`, while opening the channel.
+        """
+        command = remote_command_line(argv, become=self._become)
+        transport = self._connected()
+        log.debug("%s$ %s &", self._host, masked(command), extra={"host": self._host})
+        deadline = time.monotonic() + self._connect_timeout
+        if not self._sessions.acquire(timeout=self._connect_timeout):
+            raise CommandTimeout(self._host, f"{argv[0]}: no free SSH session")
+        try:
+            channel = self._start(transport, command, argv[0], deadline)
+        except BaseException:
+            self._sessions.release()
+            raise
+
+        def close() -> None:
+            channel.close()
+            self._sessions.release()
+
+        return LineStream(lambda: channel.recv(_CHUNK), close, f"{self._host} stream")
 
     def _start(
         self, transport: paramiko.Transport, command: str, program: str, deadline: float

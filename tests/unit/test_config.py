@@ -53,7 +53,7 @@ def test_empty_file_gives_the_defaults() -> None:
     config = config_from("")
 
     assert config == Config()
-    assert config.parallel == 4
+    assert config.parallel == 32
     assert config.poll_interval == 0.5
     assert config.stop_grace == 15.0
     assert config.log_lines == 20

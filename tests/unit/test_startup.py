@@ -1,0 +1,43 @@
+"""Start-up cost (issue 15): `deploy-guard --help` and `run --help` must not import the heavy
+libraries. Each check runs in a fresh interpreter, so what another test imported is no excuse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("paramiko", "rich", "pydantic")
+
+
+def _heavy_modules_after(statement: str) -> list[str]:
+    loaded = f"sorted(m for m in {HEAVY!r} if m in sys.modules)"
+    code = f"import sys\n{statement}\nprint(*{loaded}, file=sys.stderr)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return completed.stderr.split()
+
+
+@pytest.mark.parametrize("module", ["deploy_guard.cli", "deploy_guard.cli.guard"])
+def test_importing_the_command_line_loads_no_heavy_library(module: str) -> None:
+    assert _heavy_modules_after(f"import {module}") == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["plan", "--help"]])
+def test_help_loads_no_heavy_library(argv: list[str]) -> None:
+    statement = (
+        "from deploy_guard.cli import cli\n"
+        f"try:\n    cli.main(args={argv!r}, standalone_mode=False)\nexcept SystemExit:\n    pass"
+    )
+    assert _heavy_modules_after(statement) == []
+
+
+def test_the_ssh_transport_does_not_load_invoke() -> None:
+    statement = "import deploy_guard.transport.ssh"
+    code = f"import sys\n{statement}\nprint('invoke' in sys.modules, file=sys.stderr)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stderr.split() == ["False"]
