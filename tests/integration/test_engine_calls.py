@@ -86,18 +86,33 @@ def test_one_connection_and_one_start_call_per_stage(recorded_run: tuple[Recorde
     ]  # fmt: skip
 
 
+def _is_status_show(argv: tuple[str, ...]) -> bool:
+    """The engine's `show` of unit states (not stage 4's `show -p Environment,...`)."""
+    return _subcommand(argv) == "show" and any("InvocationID" in word for word in argv)
+
+
 def test_each_poll_is_one_show_covering_every_watched_unit(
     recorded_run: tuple[Recorder, int],
 ) -> None:
     recorder, _code = recorded_run
     calls = recorder.calls
-    first_start = next(i for i, argv in enumerate(calls) if _subcommand(argv) == "start")
-    polls_of_applications = []
-    for index, argv in enumerate(calls[first_start:], first_start):
-        if _subcommand(argv) == "show" and "restic-backups-home.service" in argv:
-            polls_of_applications.append((index, argv))
-    # After the baseline `show` (the first), every poll is one `show` and one journal read.
-    for (index, _argv), (next_index, _next) in itertools.pairwise(polls_of_applications[1:]):
+    # The applications stage: from its `start` to its last status `show` (stage 4's proof
+    # of its units comes after).
+    home = "restic-backups-home.service"
+    start = next(i for i, argv in enumerate(calls) if _subcommand(argv) == "start" and home in argv)
+    polls = [index for index, argv in enumerate(calls[start:], start) if _is_status_show(argv)]
+    polls = [index for index in polls if index < _first_proof_call(calls, start)]
+    # Every poll is one `show` of every unit still watched, then one journal read.
+    for index, next_index in itertools.pairwise(polls):
         between = [call[0] for call in calls[index + 1 : next_index]]
         assert between == ["journalctl"], between
-    assert len(polls_of_applications) >= 3  # a baseline and at least two polls
+    assert home in calls[polls[0]]  # the first poll covers every unit of the stage
+    assert len(polls) >= 2  # at least two polls
+
+
+def _first_proof_call(calls: list[tuple[str, ...]], after: int) -> int:
+    """Index of stage 4's first call after ``after`` (its `show -p Environment,...`)."""
+    for index, argv in enumerate(calls[after:], after):
+        if _subcommand(argv) == "show" and not _is_status_show(argv):
+            return index
+    return len(calls)
