@@ -18,9 +18,13 @@ let
       name = lib.toLower (lib.head (builtins.match "([A-Za-z0-9._-]+).*" requirement));
     in
     python3Packages.${builtins.replaceStrings [ "_" "." ] [ "-" "-" ] name};
-  # Extras users may want at run time (`notify`: apprise); `dev` is tools, not features.
+  # Extras users may want at run time (`notify`: apprise); `dev` and `bench` are tools.
+  # `dev` (checks) and `bench` (benchmark plots) are tools for working on deploy-guard.
   optionalDependencies = lib.mapAttrs (_: map toPackage) (
-    removeAttrs (pyproject.project.optional-dependencies or { }) [ "dev" ]
+    removeAttrs (pyproject.project.optional-dependencies or { }) [
+      "dev"
+      "bench"
+    ]
   );
   # Notifications are a feature of the command (README, Observability), not an extra to
   # remember: the package always has apprise.

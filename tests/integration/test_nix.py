@@ -530,7 +530,7 @@ def pyproject_packages() -> tuple[dict[str, Any], list[str], dict[str, list[str]
     extras = {
         extra: [nixpkgs_attribute(spec) for spec in specs]
         for extra, specs in project.get("optional-dependencies", {}).items()
-        if extra != "dev"
+        if extra not in ("dev", "bench")  # tools for working on deploy-guard, not features
     }
     return project, required, extras
 
