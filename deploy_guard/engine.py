@@ -31,6 +31,7 @@ from deploy_guard.model import (
     HostPlan,
     HostResult,
     Outcome,
+    PreflightReport,
     RunReport,
     StageOutcome,
     StagePlan,
@@ -39,7 +40,7 @@ from deploy_guard.model import (
     host_exit_code,
     worst,
 )
-from deploy_guard.preflight import PreflightReport, run_preflight
+from deploy_guard.preflight import run_preflight
 from deploy_guard.proof import (
     ProofSettings,
     Prover,

@@ -28,10 +28,9 @@ from deploy_guard.config import (
 )
 from deploy_guard.errors import DeployGuardError, HostProtocolError
 from deploy_guard.events import Event
-from deploy_guard.model import CheckResult, Outcome, StagePlan, UnitResult
 
 # Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
-from deploy_guard.model import PreflightReport as PreflightReport  # noqa: PLC0414
+from deploy_guard.model import CheckResult, Outcome, PreflightReport, StagePlan, UnitResult
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd import parse

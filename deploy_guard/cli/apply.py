@@ -59,9 +59,9 @@ from deploy_guard.model import (
     HostResult,
     Outcome,
     Override,
+    PreflightReport,
     RunReport,
 )
-from deploy_guard.preflight import PreflightReport
 from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import VerifyRequest, VerifySettings, attempted_hosts, connect_and_verify
