@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from deploy_guard.errors import CommandFailed
 from deploy_guard.systemd.parse import JournalEntry, UnitState, parse_journal, parse_show
+from deploy_guard.transport.base import CommandResult
 
 FIXTURE_DIRECTORY: Final = Path(__file__).resolve().parents[1] / "fixtures" / "systemd-252"
 OUTPUT: Final = "output"  # shape key of a unit's own output lines (no MESSAGE_ID)
@@ -77,6 +79,31 @@ class Recorded:
     def journal(self, label: str) -> tuple[JournalEntry, ...]:
         """systemd's own messages of step ``label``, parsed as the engine parses them."""
         return parse_journal(self.journal_text(label))
+
+
+class ReplayTransport:
+    """A transport whose answers come from a recording: ``answer`` (status, stdout, stderr)
+    for each argv, written down in ``calls``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    @property
+    def host(self) -> str:
+        return "recorded"
+
+    def close(self) -> None:
+        pass
+
+    def run(self, argv: Sequence[str], *, timeout: float, check: bool) -> CommandResult:
+        self.calls.append(tuple(argv))
+        status, stdout, stderr = self.answer(argv)
+        if check and status != 0:
+            raise CommandFailed(self.host, argv, status, stderr)
+        return CommandResult(tuple(argv), status, stdout, stderr)
+
+    def answer(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        raise NotImplementedError
 
 
 @functools.cache

@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pytest
 
-from deploy_guard.errors import CommandFailed
 from deploy_guard.freshness import fresh_units, last_runs
 from deploy_guard.model import Outcome
 from deploy_guard.systemd.client import SystemdClient
@@ -26,37 +25,26 @@ from deploy_guard.systemd.parse import (
     parse_journal,
     parse_start_output,
 )
-from deploy_guard.transport.base import CommandResult
 from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 from tests.unit.recordings import (
     Recorded,
+    ReplayTransport,
     all_recordings,
     load,
 )
 
 
-class Replay:
+class Replay(ReplayTransport):
     """A transport that answers each command with one recorded step's answer."""
 
     def __init__(self, step: dict[str, object], stdout: str | None = None) -> None:
+        super().__init__()
         self.step = step
         self.stdout = str(step.get("stdout", "")) if stdout is None else stdout
-        self.calls: list[tuple[str, ...]] = []
 
-    @property
-    def host(self) -> str:
-        return "recorded"
-
-    def close(self) -> None:
-        pass
-
-    def run(self, argv: Sequence[str], *, timeout: float, check: bool) -> CommandResult:
-        self.calls.append(tuple(argv))
+    def answer(self, argv: Sequence[str]) -> tuple[int, str, str]:
         status = int(self.step["exit_status"])  # type: ignore[call-overload]
-        stderr = str(self.step.get("stderr", ""))
-        if check and status != 0:
-            raise CommandFailed(self.host, argv, status, stderr)
-        return CommandResult(tuple(argv), status, self.stdout, stderr)
+        return status, self.stdout, str(self.step.get("stderr", ""))
 
 
 def job_of(recorded: Recorded, label: str, unit: str) -> int:

@@ -9,44 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deploy_guard.errors import CommandFailed
 from deploy_guard.model import Outcome, StagePlan, UnitResult
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
-from deploy_guard.transport.base import CommandResult
 from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
-from tests.unit.recordings import Recorded, load
+from tests.unit.recordings import Recorded, ReplayTransport, load
 
 # -- a whole stage over the transport seam, answered from a recording ------------------------------
 
 
-class RecordedHost:
+class RecordedHost(ReplayTransport):
     """The engine's commands answered from one recorded scenario: `show` from the recorded
     baseline until the start, then from the final step; `start` from the start step; the
     journal read from the journal step (all of it at once, as after the run)."""
 
     def __init__(self, recorded: Recorded, *, baseline: str | None, start: str, final: str,
                  journal: str) -> None:  # fmt: skip
+        super().__init__()
         self.recorded = recorded
         self.baseline, self.start, self.final, self.journal = baseline, start, final, journal
         self.started = False
-        self.calls: list[tuple[str, ...]] = []
 
-    @property
-    def host(self) -> str:
-        return "recorded"
-
-    def close(self) -> None:
-        pass
-
-    def run(self, argv: Sequence[str], *, timeout: float, check: bool) -> CommandResult:
-        self.calls.append(tuple(argv))
-        status, stdout, stderr = self._answer([word for word in argv if word != "--"])
-        if check and status != 0:
-            raise CommandFailed(self.host, argv, status, stderr)
-        return CommandResult(tuple(argv), status, stdout, stderr)
-
-    def _answer(self, words: list[str]) -> tuple[int, str, str]:
+    def answer(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        words = [word for word in argv if word != "--"]
         if words[0] == "systemctl" and "show" in words:
             label = self.final if self.started else self.baseline
             if label is None:  # the recording has no `show` from before: one that never ran
