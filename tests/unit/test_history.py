@@ -23,10 +23,10 @@ from deploy_guard.model import (
     Override,
     RunReport,
     StageOutcome,
-    StageResult,
     UnitResult,
 )
 from deploy_guard.report import run_json, save_run, state_dir
+from tests import builders
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 FAILED_UNIT = UnitResult("restic-backups-home.service", Outcome.FAILED, reason="exit-code")
@@ -36,21 +36,21 @@ GOOD_UNIT = UnitResult("sanoid.service", Outcome.SUCCEEDED)
 def host(name: str, code: ExitCode = ExitCode.OK) -> HostResult:
     unit = GOOD_UNIT if code is ExitCode.OK else FAILED_UNIT
     outcome = StageOutcome.SUCCEEDED if code is ExitCode.OK else StageOutcome.FAILED
-    return HostResult(name, code, (StageResult("applications", False, outcome, (unit,)),))
+    return builders.host_result(
+        name, code, builders.stage_result("applications", unit, outcome=outcome)
+    )
 
 
 def run_report(minutes: int, command: str, *hosts: HostResult, **changes: Any) -> RunReport:
+    """A run ``minutes`` after T0 that took 30 s, its id made of both."""
     started = T0 + timedelta(minutes=minutes)
-    code = max((h.exit_code for h in hosts), default=ExitCode.OK)
     values: dict[str, Any] = {
         "run_id": f"20261127T10{minutes:02d}00Z-{command[:3]}000",
         "command": command,
         "started_at": started,
         "finished_at": started + timedelta(seconds=30),
-        "exit_code": code,
-        "hosts": hosts,
     }
-    return RunReport(**(values | changes))
+    return builders.run_report(*hosts, **(values | changes))
 
 
 @pytest.fixture
