@@ -47,7 +47,7 @@ from deploy_guard.cli.guard import (
     save,
 )
 from deploy_guard.clock import SystemClock
-from deploy_guard.config import Config
+from deploy_guard.config import DEPLOY_TOOLS, Config
 from deploy_guard.deploy import DeployPlan, build_first, plan_build, plan_deploy
 from deploy_guard.deploycheck import DeployCheck, DeployCheckFailed, check_deploy, deploy_hosts
 from deploy_guard.engine import HostTarget, in_parallel, new_run_id
@@ -65,8 +65,6 @@ from deploy_guard.model import (
 from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
 from deploy_guard.transport.base import Transport
 from deploy_guard.verify import VerifyRequest, VerifySettings, attempted_hosts, connect_and_verify
-
-TOOLS = ("nixos-rebuild", "colmena", "deploy-rs", "command")
 
 
 def _override_reason(value: str | None) -> str | None:
@@ -269,7 +267,7 @@ def _dry_run(common: Common, config: Config, targets: tuple[HostTarget, ...],
 @parallel_option
 @click.option(
     "--tool",
-    type=click.Choice(TOOLS),
+    type=click.Choice(DEPLOY_TOOLS),
     default=None,
     help="Deploy tool (default: [deploy] tool; 'command' when -- CMD is given without it).",
 )

@@ -42,7 +42,7 @@ from deploy_guard.config.checks import (
     VerifyConfig,
     parse_size,
 )
-from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
+from deploy_guard.config.deploy import DEPLOY_TOOLS, DeployConfig, HookConfig, InventoryConfig
 from deploy_guard.config.messages import format_errors
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
 from deploy_guard.config.proof import ProofConfig
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CONFIG_ENV",
     "CONFIG_NAME",
+    "DEPLOY_TOOLS",
     "NIXOS_ROLLBACK",
     "Age",
     "CommandCheck",

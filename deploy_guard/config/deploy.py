@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import (
     BeforeValidator,
@@ -26,6 +26,12 @@ class InventoryConfig(StrictModel):
     flake: str = Field(".", description="The flake to evaluate with `nix eval --json`")
 
 
+# The deploy tools `apply` knows (`[deploy] tool`, --tool), listed here only: each has its
+# adapter in deploy_guard/deploy.py.
+DeployTool = Literal["nixos-rebuild", "colmena", "deploy-rs", "command"]
+DEPLOY_TOOLS: Final[tuple[str, ...]] = get_args(DeployTool)
+
+
 def _not_root(value: str) -> str:
     if value == "root":
         raise ValueError("the guard user is never root (services.deploy-guard.user refuses it)")
@@ -35,7 +41,7 @@ def _not_root(value: str) -> str:
 class DeployConfig(StrictModel):
     """`[deploy]`: how `deploy-guard apply` deploys the hosts whose guard passed."""
 
-    tool: Literal["nixos-rebuild", "colmena", "deploy-rs", "command"] = Field(
+    tool: DeployTool = Field(
         "nixos-rebuild", description="Deploy tool (--tool); `command` needs `command` or -- CMD"
     )
     flake: str = Field(".", description="The flake holding the hosts' configurations")
