@@ -14,20 +14,23 @@ import pwd
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from deploy_guard.deploy import DeployPlan
 from deploy_guard.errors import DeployGuardError, ExitCode, without_host
-from deploy_guard.model import DeployStep, Override, RunReport
+from deploy_guard.model import DeployStep, Outcome, Override, RunReport
+from deploy_guard.report import host_json
 from deploy_guard.statefiles import private_directory
 from deploy_guard.transport.base import Transport, quote_argv
 
 log = logging.getLogger(__name__)
 
 AUDIT_FILE: Final = "audit.jsonl"
+# One entry of the audit record's (and `history`'s) `failures`: a host error or a failed unit.
+Failure = dict[str, str | None]
 # After Ctrl-C, how long a deploy command may take to stop before it is killed.
 DEPLOY_STOP_GRACE: Final = 30.0
 
@@ -66,20 +69,38 @@ def decide_gate(report: RunReport, *, keep_going: bool, override: str | None) ->
     return GateDecision((), failed, True, False, worst)
 
 
-def guard_failures(report: RunReport) -> list[dict[str, str | None]]:
-    """What failed, for the audit record: host errors and every unit that did not succeed."""
-    failures: list[dict[str, str | None]] = []
-    for host in report.hosts:
-        if host.error:
-            failures.append({"host": host.host, "error": host.error})
-        for stage in host.stages:
-            for unit in stage.units:
-                if not unit.outcome.is_success:
-                    failures.append(
-                        {"host": host.host, "stage": stage.name, "unit": unit.unit,
-                         "outcome": unit.outcome.value, "reason": unit.reason}
-                    )  # fmt: skip
+def run_failures(hosts: Iterable[Mapping[str, Any]]) -> list[Failure]:
+    """What failed in a run, in the audit record's `failures` shape: host errors and every unit
+    that did not succeed, from the report document's ``hosts`` (``report.host_json``, or a saved
+    report read back by ``history``).
+
+    Raises:
+        ValueError: a stage or unit of a document read back is not a JSON object.
+    """
+    success = {outcome.value for outcome in Outcome if outcome.is_success}
+    failures: list[Failure] = []
+    for host in hosts:
+        if host.get("error"):
+            failures.append({"host": host["host"], "error": str(host["error"])})
+        for stage in host.get("stages") or ():
+            for unit in _object(stage, "a stage").get("units") or ():
+                outcome = str(_object(unit, "a unit").get("outcome"))
+                if outcome not in success:
+                    failures.append({"host": host["host"], "stage": stage.get("name"),
+                                     "unit": unit.get("unit"), "outcome": outcome,
+                                     "reason": unit.get("reason")})  # fmt: skip
     return failures
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def guard_failures(report: RunReport) -> list[Failure]:
+    """What failed in the guard run ``report``, for the audit record (``run_failures``)."""
+    return run_failures(host_json(host) for host in report.hosts)
 
 
 def local_user() -> str:
@@ -100,7 +121,7 @@ class OverrideRecord:
     override: Override
     run_id: str
     hosts: tuple[str, ...]
-    failures: list[dict[str, str | None]]
+    failures: list[Failure]
     commands: tuple[tuple[str, ...], ...]
 
     def audit_line(self) -> str:

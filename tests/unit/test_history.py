@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from deploy_guard.apply import OverrideRecord, write_audit
+from deploy_guard.apply import OverrideRecord, guard_failures, write_audit
 from deploy_guard.cli import cli
 from deploy_guard.errors import ExitCode
 from deploy_guard.history import entry_from_report, load_history
@@ -206,3 +206,18 @@ def test_a_report_from_run_json_round_trips_into_an_entry() -> None:
 def test_a_report_missing_what_history_needs_is_rejected(document: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"exit_code|started_at|host|run_id"):
         entry_from_report(document)
+
+
+def test_a_saved_report_lists_the_failures_the_override_record_lists() -> None:
+    db = builders.host_result("db", ExitCode.CRITICAL, error="connection refused")
+    report = run_report(3, "apply", host("forge", ExitCode.PARTIAL), host("web"), db)
+
+    entry = entry_from_report(json.loads(json.dumps(run_json(report))))
+
+    failed = {"host": "forge", "stage": "applications", "unit": "restic-backups-home.service"}
+    expected = [
+        failed | {"outcome": "failed", "reason": "exit-code"},
+        {"host": "db", "error": "connection refused"},
+    ]
+    assert guard_failures(report) == expected
+    assert list(entry.failures) == expected
