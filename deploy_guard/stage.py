@@ -139,6 +139,7 @@ class _StageRunner:
         self.aliases: dict[str, str] = {}
         self.cursor: str | None = None
         self.stage_cursor: str | None = None  # where this stage began in the journal
+        self.cursor_taken = False  # with the first batch's baseline `show`
         self.follow: JournalFollow | None = None
         self.stream_failures = 0
         self.sweep_due = 0.0  # monotonic time of the next full poll while streaming
@@ -147,8 +148,6 @@ class _StageRunner:
     def run(self) -> StageRun:
         fatal = None
         try:
-            # The cursor comes first: anything that happens after our baseline is after it.
-            self.cursor = self.stage_cursor = self.client.journal_cursor()
             self._skip_fresh()
             while self.queue or self.watches:
                 self._check_interrupt()
@@ -208,7 +207,15 @@ class _StageRunner:
             return
         self.checking = batch
         shown = self.clock.monotonic()
-        baseline = dict(zip(batch, self.client.show(batch), strict=True))
+        if self.cursor_taken:
+            states = self.client.show(batch)
+        else:
+            # The cursor comes first: anything that happens after our baseline is after it.
+            # Both in one round trip, in that order (the start needs the baseline's answer:
+            # units that cannot load, are active(exited) or are aliases are not started).
+            self.cursor, states = self.client.cursor_and_show(batch)
+            self.stage_cursor, self.cursor_taken = self.cursor, True
+        baseline = dict(zip(batch, states, strict=True))
         self.checking = []
         # While streaming, the first full poll comes after a sweep, scaled by what a `show`
         # of these units costs: reading them all while systemd starts them slows it down.

@@ -26,6 +26,7 @@ T = TypeVar("T")
 MIN_SYSTEMD_VERSION: Final = 248
 SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
 JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
+BOOT_ID_ARGV: Final = ("cat", "/proc/sys/kernel/random/boot_id")
 # `journalctl --follow` that ends when its stdin closes (the SSH channel or our pipe): without
 # a pty nothing else would stop it on the host. fd 3 keeps the real stdin, because an
 # asynchronous list in a non-interactive sh reads /dev/null; `exec` keeps $$ for the kill.
@@ -166,7 +167,7 @@ class SystemdClient:
 
     def boot_id(self) -> str:
         """The host's current boot id (changes when it reboots)."""
-        result = self._run(["cat", "/proc/sys/kernel/random/boot_id"])
+        result = self._run(BOOT_ID_ARGV)
         return result.stdout.strip().replace("-", "")
 
     def list_unit_files(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
@@ -279,8 +280,25 @@ class SystemdClient:
 
     def journal_cursor(self) -> str | None:
         """The journal's current end, so later reads see only what happens from now on."""
-        result = self._run([*JOURNALCTL, "--lines=0", "--show-cursor"], check=False)
+        result = self._run(self._cursor_argv(), check=False)
         return parse.parse_cursor(result.stdout)
+
+    @staticmethod
+    def _cursor_argv() -> list[str]:
+        return [*JOURNALCTL, "--lines=0", "--show-cursor"]
+
+    def cursor_and_show(self, units: Sequence[str]) -> tuple[str | None, tuple[UnitState, ...]]:
+        """`journal_cursor()`, then `show(units)`, in that order, in one round trip: a
+        stage's cursor and baseline (the cursor is taken before the baseline is read).
+
+        Raises:
+            CommandFailed: `show` failed (as `show`).
+            HostProtocolError: its output cannot be parsed.
+        """
+        if not units:
+            return self.journal_cursor(), ()
+        position, shown = self.batch([self._cursor_argv(), self._show_argv(units)])
+        return parse.parse_cursor(position.stdout), self._states_from(shown, units)
 
     def journal_since(
         self, cursor: str | None, units: Sequence[str]
