@@ -41,3 +41,19 @@ def test_the_ssh_transport_does_not_load_invoke() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert completed.stderr.split() == ["False"]
+
+
+def test_group_help_loads_neither_logging_nor_shutil() -> None:
+    # `deploy-guard --help` is the interpreter, click and the command table: logging is
+    # loaded only for --debug, and click's help width is worked out without shutil (which
+    # imports bz2 and lzma).
+    statement = (
+        "from deploy_guard.cli import cli\n"
+        "try:\n    cli.main(args=['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass"
+    )
+    loaded = "sorted({'logging', 'shutil'} & set(sys.modules))"
+    code = f"import sys\n{statement}\nprint(*{loaded}, file=sys.stderr)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stderr.split() == []
