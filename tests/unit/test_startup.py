@@ -57,3 +57,18 @@ def test_group_help_loads_neither_logging_nor_shutil() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert completed.stderr.split() == []
+
+
+def test_run_help_does_not_load_the_transport() -> None:
+    # cli.common wants only the name of paramiko's logger from it, when a command runs.
+    statement = (
+        "from deploy_guard.cli import cli\n"
+        "try:\n    cli.main(args=['run', '--help'], standalone_mode=False)\n"
+        "except SystemExit:\n    pass"
+    )
+    loaded = "sorted(m for m in sys.modules if m.startswith('deploy_guard.transport'))"
+    code = f"import sys\n{statement}\nprint(*{loaded}, file=sys.stderr)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stderr.split() == []
