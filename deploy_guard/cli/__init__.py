@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes ``error: ...`` and a documented exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     args, deploy_command = _split_deploy_command(args)
+    # deploy-guard uses no pydantic plugin; without this, the first model pydantic builds
+    # reads the entry points of every installed distribution looking for one (issue 15:
+    # 0.1-0.3 s in a development venv). A value the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         code = cli.main(args=args, prog_name="deploy-guard", standalone_mode=False,
                         obj={"deploy_command": deploy_command})  # fmt: skip

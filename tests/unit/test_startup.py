@@ -3,6 +3,7 @@ libraries. Each check runs in a fresh interpreter, so what another test imported
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -72,3 +73,23 @@ def test_run_help_does_not_load_the_transport() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert completed.stderr.split() == []
+
+
+def test_a_command_that_loads_the_config_models_does_not_scan_for_pydantic_plugins() -> None:
+    # pydantic looks for plugins in every installed distribution's entry points the first
+    # time it builds a model, unless PYDANTIC_DISABLE_PLUGINS says not to; deploy-guard
+    # uses none.
+    code = (
+        "import importlib.metadata as metadata, sys\n"
+        "calls = []\n"
+        "real = metadata.entry_points\n"
+        "metadata.entry_points = lambda *a, **k: (calls.append(k), real(*a, **k))[1]\n"
+        "from deploy_guard.cli import main\n"
+        "try:\n    main(['schema', 'config'])\nexcept SystemExit:\n    pass\n"
+        "print(len(calls), 'deploy_guard.config' in sys.modules, file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert completed.stderr.split() == ["0", "True"]
