@@ -452,12 +452,29 @@ class SystemdClient:
         """
         if not invocation_id or lines <= 0:
             return ()
+        argv = self._log_tail_argv(invocation_id, lines, unit, since)
+        return self._tail_from(self._run(argv, check=False), lines)
+
+    def log_tails(
+        self, runs: Sequence[tuple[str, str]], lines: int, *, since: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """`log_tail` of several runs ((invocation id, unit) each) in one round trip."""
+        if lines <= 0 or not runs:
+            return [() for _run in runs]
+        argvs = [self._log_tail_argv(invocation, lines, unit, since) for invocation, unit in runs]
+        return [self._tail_from(result, lines) for result in self.batch(argvs)]
+
+    @staticmethod
+    def _log_tail_argv(invocation_id: str, lines: int, unit: str, since: str | None) -> list[str]:
         argv = [*JOURNALCTL, "--output=cat", f"--lines={lines}"]
         if unit and since:
             argv.append(f"--cursor={since}")
         argv += [f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+", f"INVOCATION_ID={invocation_id}"]
         if unit and since:
             argv += ["+", f"_SYSTEMD_UNIT={unit}"]
-        result = self._run(argv, check=False)
+        return argv
+
+    @staticmethod
+    def _tail_from(result: CommandResult, lines: int) -> tuple[str, ...]:
         tail = result.stdout.splitlines()[-lines:] if result.ok else []
         return tuple(mask_secrets(line) for line in tail)

@@ -98,3 +98,31 @@ def test_preflight_records_failed_units_and_boot_id_in_one_round_trip(clock: Fak
     assert report.failed_units == ("broken.service",)
     assert report.boot_id == "0a1b2c3d000040008000000000000001"
     assert [[_verb(argv) for argv in trip] for trip in host.round_trips] == [["list-units", "cat"]]
+
+
+@pytest.mark.parametrize("count", [2, 50])
+def test_log_tails_of_failed_runs_are_read_in_one_round_trip(clock: FakeClock, count: int) -> None:
+    units = [SimUnit(f"u{index:04}.service", duration=2.0, exit_status=3) for index in range(count)]
+    stage, host = _harness(clock, units)
+
+    run = stage.run(stage_plan(*(unit.name for unit in units)), sweep_interval=60.0)
+
+    assert {r.outcome for r in results(run).values()} == {Outcome.FAILED}
+    assert all(r.log_tail for r in results(run).values())
+    verbs = [[_verb(argv) for argv in trip] for trip in host.round_trips]
+    assert verbs == [["cursor", "show"], ["start"], ["show", "journal"], ["journal"] * count]
+
+
+def test_units_that_ignore_sigterm_get_sigkill_in_one_call(clock: FakeClock) -> None:
+    units = [
+        SimUnit(f"u{index}.service", duration=100.0, ignores_sigterm=True) for index in range(3)
+    ]
+    stage, host = _harness(clock, units)
+
+    plan = stage_plan(*(unit.name for unit in units), timeout=5.0)
+
+    run = stage.run(plan, stop_grace=2.0, sweep_interval=60.0)
+
+    assert {r.outcome for r in results(run).values()} == {Outcome.TIMED_OUT}
+    kills = host.commands("kill")
+    assert [units for _at, units in kills] == [("u0.service", "u1.service", "u2.service")]
