@@ -97,10 +97,13 @@ def install(host: TestHost, units: dict[str, float], *, timers: bool = False) ->
         host.ssh("systemctl start " + " ".join(names))
 
 
-def config_file(directory: Path, name: str, stages: dict[str, list[str]]) -> Path:
+def config_file(directory: Path, name: str, stages: dict[str, list[str]],
+                allow_empty: bool = False) -> Path:  # fmt: skip
     text = CONFIG
     for stage, patterns in stages.items():
         text += f'\n[[stages]]\nname = "{stage}"\ntimeout = "10m"\nunits = {json.dumps(patterns)}\n'
+        # The fixed-cost run guards nothing on purpose: without this it fails (issue 11, case 5).
+        text += "allow_empty = true\n" if allow_empty else ""
     path = directory / f"{name}.toml"
     path.write_text(text)
     return path
@@ -248,7 +251,9 @@ class Bench:
             directory = self.testbed.directory
             config = config_file(directory, "seed", SEED_PATTERNS)
             self.commands["seed set"] = f"run {host.name} --json -q --config seed.toml"
-            empty = config_file(directory, "empty", {"none": ["bench-none-*.service"]})
+            empty = config_file(
+                directory, "empty", {"none": ["bench-none-*.service"]}, allow_empty=True
+            )
             self.record("fixed", lambda b: guard(self.testbed, b, [host.name], empty))
             self.record("seed set", lambda b: guard(self.testbed, b, [host.name], config))
             for _ in range(self.times):

@@ -26,7 +26,7 @@ from deploy_guard.config import (
     UnitCheck,
     UnitsExistCheck,
 )
-from deploy_guard.errors import DeployGuardError, HostProtocolError
+from deploy_guard.errors import CommandFailed, DeployGuardError, HostProtocolError
 from deploy_guard.events import Event
 
 # Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
@@ -34,7 +34,7 @@ from deploy_guard.model import CheckResult, Outcome, PreflightReport, StagePlan,
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd import parse
-from deploy_guard.systemd.client import JOURNALCTL, SYSTEMCTL, SystemdClient
+from deploy_guard.systemd.client import BOOT_ID_ARGV, JOURNALCTL, SYSTEMCTL, SystemdClient
 from deploy_guard.systemd.parse import ParseError, UnitState
 from deploy_guard.transport.base import CommandResult
 
@@ -265,8 +265,23 @@ def list_failed_units(client: SystemdClient) -> tuple[str, ...]:
     Raises:
         DeployGuardError: the host cannot be asked, or the answer makes no sense.
     """
-    argv = [*SYSTEMCTL, "list-units", "--state=failed", "--all", "--plain", "--no-legend"]
-    result = client.transport.run(argv, timeout=QUICK_TIMEOUT, check=True)
+    result = client.transport.run(_FAILED_UNITS_ARGV, timeout=QUICK_TIMEOUT, check=True)
+    return _failed_units_from(client, result)
+
+
+_FAILED_UNITS_ARGV: Final = (*SYSTEMCTL, "list-units", "--state=failed", "--all", "--plain",
+                             "--no-legend")  # fmt: skip
+
+
+def _failed_units_from(client: SystemdClient, result: CommandResult) -> tuple[str, ...]:
+    """`list_failed_units`' answer.
+
+    Raises:
+        CommandFailed: systemctl failed.
+        HostProtocolError: its answer makes no sense.
+    """
+    if not result.ok:
+        raise CommandFailed(client.host, result.argv, result.exit_status, result.stderr)
     try:
         return tuple(sorted(unit.unit for unit in parse.parse_unit_list(result.stdout)))
     except ParseError as exc:
@@ -416,17 +431,18 @@ def run_preflight(
     results += [_evaluate(client, check, quiet, start_units) for check in checks]
     # Recorded after the checks: a check unit that failed just now was not broken by a deploy.
     failed: tuple[str, ...] = ()
-    try:
-        failed = list_failed_units(client)
+    boot: CommandResult | None = None
+    try:  # the failed units and the boot id in one round trip
+        listed, boot = client.batch([_FAILED_UNITS_ARGV, BOOT_ID_ARGV])
+        failed = _failed_units_from(client, listed)
     except DeployGuardError as exc:
         reason = f"cannot list the failed units: {getattr(exc, 'reason', exc)}"
         results.append(CheckResult(FAILED_UNITS_CHECK, "system_state", False, reason))
-    try:
-        boot_id: str | None = client.boot_id()
-    except DeployGuardError as exc:
-        log.warning("%s: cannot read the boot id: %s", client.host, exc)
-        boot_id = None
-    return PreflightReport(tuple(results), failed, boot_id)
+    boot_id = boot.stdout.strip().replace("-", "") if boot is not None and boot.ok else ""
+    if not boot_id:
+        why = boot.stderr.strip() if boot is not None else "the host did not answer"
+        log.warning("%s: cannot read the boot id: %s", client.host, why)
+    return PreflightReport(tuple(results), failed, boot_id or None)
 
 
 def preflight_json(report: PreflightReport) -> list[dict[str, str]]:
