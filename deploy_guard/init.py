@@ -12,8 +12,8 @@ from typing import Final
 
 from deploy_guard.config import StageConfig, default_stages
 from deploy_guard.durations import format_duration
-from deploy_guard.engine import Connector, HostTarget, connect_and_plan
 from deploy_guard.errors import UsageError
+from deploy_guard.guard.engine import Connector, HostTarget, connect_and_plan
 from deploy_guard.model import HostPlan
 from deploy_guard.units import first_match
 

@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from deploy_guard.durations import format_duration
-from deploy_guard.engine import PlanResult
 from deploy_guard.events import (
     Event,
     HostConnecting,
@@ -28,6 +27,7 @@ from deploy_guard.events import (
     UnitStopping,
 )
 from deploy_guard.fleetview import STYLE, FleetState, compact_rows, fits_in_detail
+from deploy_guard.guard.engine import PlanResult
 from deploy_guard.model import BuildOutcome, Outcome, RunReport, UnitResult
 from deploy_guard.transport.base import quote_argv
 

@@ -13,19 +13,6 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from deploy_guard import report
-from deploy_guard.apply import (
-    DeployInterrupted,
-    GateDecision,
-    OverrideRecord,
-    decide_gate,
-    deploy_environment,
-    guard_failures,
-    journal_override,
-    local_user,
-    run_deploy,
-    write_audit,
-)
 from deploy_guard.cli.common import (
     Common,
     all_option,
@@ -48,10 +35,28 @@ from deploy_guard.cli.guard import (
 )
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config
-from deploy_guard.deploy import DeployPlan, build_first, plan_build, plan_deploy
-from deploy_guard.deploycheck import DeployCheck, DeployCheckFailed, check_deploy, deploy_hosts
-from deploy_guard.engine import HostTarget, in_parallel, new_run_id
+from deploy_guard.deploy.check import DeployCheck, DeployCheckFailed, check_deploy, deploy_hosts
+from deploy_guard.deploy.gate import (
+    DeployInterrupted,
+    GateDecision,
+    OverrideRecord,
+    decide_gate,
+    deploy_environment,
+    guard_failures,
+    journal_override,
+    local_user,
+    run_deploy,
+    write_audit,
+)
+from deploy_guard.deploy.tools import DeployPlan, build_first, plan_build, plan_deploy
+from deploy_guard.deploy.verify import (
+    VerifyRequest,
+    VerifySettings,
+    attempted_hosts,
+    connect_and_verify,
+)
 from deploy_guard.errors import ExitCode, UsageError
+from deploy_guard.guard.engine import HostTarget, in_parallel, new_run_id
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
@@ -62,9 +67,9 @@ from deploy_guard.model import (
     PreflightReport,
     RunReport,
 )
+from deploy_guard.observe import report
 from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
 from deploy_guard.transport.base import Transport
-from deploy_guard.verify import VerifyRequest, VerifySettings, attempted_hosts, connect_and_verify
 
 TOOLS = ("nixos-rebuild", "colmena", "deploy-rs", "command")
 

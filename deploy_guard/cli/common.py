@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, ri
     from rich.console import Console
 
     from deploy_guard.config import Config
-    from deploy_guard.engine import HostTarget
+    from deploy_guard.guard.engine import HostTarget
+    from deploy_guard.guard.stage import EngineSettings
     from deploy_guard.render import LineRenderer, LiveRenderer
-    from deploy_guard.stage import EngineSettings
     from deploy_guard.transport.base import Transport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,14 +122,14 @@ def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
 
 def connector(config: Config) -> Callable[[HostTarget], Transport]:
     """Opens the connection to a host with the configured connect timeout."""
-    from deploy_guard.hosts import connect  # noqa: PLC0415
+    from deploy_guard.hosts.targets import connect  # noqa: PLC0415
 
     return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
 def settings(config: Config, max_age: float | None = None) -> EngineSettings:
     """Engine timing from the configuration; ``max_age`` (--max-age) wins over `max_age`."""
-    from deploy_guard.stage import EngineSettings  # noqa: PLC0415
+    from deploy_guard.guard.stage import EngineSettings  # noqa: PLC0415
 
     return EngineSettings(
         poll_interval=config.poll_interval,
@@ -177,8 +177,8 @@ def load_targets(
         UsageError: bad selection or stage name.
     """
     from deploy_guard.config import load_config  # noqa: PLC0415
-    from deploy_guard.hosts import flake_inventory, resolve_targets  # noqa: PLC0415
-    from deploy_guard.notify import check_notify_available  # noqa: PLC0415
+    from deploy_guard.hosts.targets import flake_inventory, resolve_targets  # noqa: PLC0415
+    from deploy_guard.observe.notify import check_notify_available  # noqa: PLC0415
 
     config, path = load_config(common.config)
     check_notify_available(config, path)

@@ -33,7 +33,7 @@ from deploy_guard.errors import ExitCode
 
 if TYPE_CHECKING:  # the rest is imported where used: `run --help` must stay instant
     from deploy_guard.config import Config
-    from deploy_guard.engine import HostTarget, PlanResult
+    from deploy_guard.guard.engine import HostTarget, PlanResult
     from deploy_guard.model import RunReport
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def plan_with_destinations(
     config: Config, targets: tuple[HostTarget, ...], parallel: int | None, tool: str
 ) -> tuple[list[PlanResult], dict[str, tuple[str, str]]]:
     """Each host's plan, and its guard and deploy destinations as `plan` shows them."""
-    from deploy_guard.deploycheck import routes  # noqa: PLC0415
-    from deploy_guard.engine import plan_hosts  # noqa: PLC0415
+    from deploy_guard.deploy.check import routes  # noqa: PLC0415
+    from deploy_guard.guard.engine import plan_hosts  # noqa: PLC0415
 
     results = plan_hosts(targets, connector(config), parallel or config.parallel)
     destinations = {}
@@ -75,7 +75,7 @@ def plan_with_destinations(
 
 def show_plan(common: Common, config: Config, targets: tuple[HostTarget, ...],
               parallel: int | None) -> int:  # fmt: skip
-    from deploy_guard import report  # noqa: PLC0415
+    from deploy_guard.observe import report  # noqa: PLC0415
     from deploy_guard.render import print_plan  # noqa: PLC0415
 
     results, destinations = plan_with_destinations(config, targets, parallel,
@@ -96,7 +96,7 @@ def guard_hosts(
     already started keep running unless ``cancel_remote``); a second one exits at once.
     """
     from deploy_guard.clock import SystemClock  # noqa: PLC0415
-    from deploy_guard.engine import RunRequest, run_hosts  # noqa: PLC0415
+    from deploy_guard.guard.engine import RunRequest, run_hosts  # noqa: PLC0415
 
     engine_settings = replace(settings(config, max_age), cancel_remote=cancel_remote)
     request = RunRequest(command, targets, parallel or config.parallel, engine_settings)
@@ -132,7 +132,7 @@ def finish(
     never a verdict), then the report is saved."""
     from rich.text import Text  # noqa: PLC0415
 
-    from deploy_guard.observe import git_revision, observe  # noqa: PLC0415
+    from deploy_guard.observe.run import git_revision, observe  # noqa: PLC0415
 
     revision = git_revision(Path.cwd())
     warnings = observe(result, config, targets, connector(config), git_revision=revision)
@@ -147,7 +147,7 @@ def finish(
 
 def save(common: Common, result: RunReport) -> str | None:
     """Save the report; a failure to save is a warning, never a verdict."""
-    from deploy_guard import report  # noqa: PLC0415
+    from deploy_guard.observe import report  # noqa: PLC0415
 
     try:
         path = report.save_run(result, os.environ)
@@ -179,7 +179,7 @@ def run(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[s
     config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
     if dry_run:
         return show_plan(common, config, targets, parallel)
-    from deploy_guard import report  # noqa: PLC0415
+    from deploy_guard.observe import report  # noqa: PLC0415
     from deploy_guard.render import print_summary  # noqa: PLC0415
 
     result = guard_hosts(common, config, targets, "run", parallel, max_age, cancel_remote)

@@ -9,11 +9,11 @@ from typing import Any
 import click
 from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import Common, common_options, console, examples
 from deploy_guard.cli.complete import complete_hosts
 from deploy_guard.errors import ExitCode
-from deploy_guard.history import HistoryEntry, load_history, select
+from deploy_guard.observe import report
+from deploy_guard.observe.history import HistoryEntry, load_history, select
 from deploy_guard.render import EXIT_MEANING
 
 

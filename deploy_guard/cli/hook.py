@@ -16,15 +16,12 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from deploy_guard import report
-from deploy_guard.apply import GateDecision
 from deploy_guard.cli.apply import GateRequest, guard_and_gate
 from deploy_guard.cli.common import Common, common_options, console, examples
 from deploy_guard.cli.guard import finish
 from deploy_guard.config import Config, HookConfig, load_config
-from deploy_guard.engine import HostTarget
-from deploy_guard.errors import ConfigError, ExitCode, UsageError
-from deploy_guard.hook import (
+from deploy_guard.deploy.gate import GateDecision
+from deploy_guard.deploy.hook import (
     OVERRIDE_ENV,
     PushedRef,
     changed_files,
@@ -37,10 +34,13 @@ from deploy_guard.hook import (
     protected_pushes,
     pushes_from_pre_commit,
 )
-from deploy_guard.hosts import flake_inventory, resolve_targets
+from deploy_guard.errors import ConfigError, ExitCode, UsageError
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.hosts.selection import known_hosts, select_hosts
+from deploy_guard.hosts.targets import flake_inventory, resolve_targets
 from deploy_guard.model import RunReport
+from deploy_guard.observe import report
 from deploy_guard.render import EXIT_MEANING, print_summary
-from deploy_guard.selection import known_hosts, select_hosts
 
 PREFIX = "deploy-guard hook:"
 

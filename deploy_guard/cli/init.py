@@ -19,10 +19,10 @@ from deploy_guard.cli.common import (
 )
 from deploy_guard.cli.guard import show_plan
 from deploy_guard.config import CONFIG_NAME, Config, config_json_schema
-from deploy_guard.discovery import stage_specs
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import DeployGuardError, ExitCode, UsageError
-from deploy_guard.hosts import SSH_CONFIG_ENV, SUDO
+from deploy_guard.guard.discovery import stage_specs
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.hosts.targets import SSH_CONFIG_ENV, SUDO
 from deploy_guard.init import SCHEMA_FILE, HostSurvey, host_argument, render_config, survey_host
 
 

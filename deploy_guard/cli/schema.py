@@ -12,7 +12,7 @@ from deploy_guard.cli.common import Common, common_options, examples
 from deploy_guard.config import config_json_schema
 from deploy_guard.errors import ConfigError, ExitCode
 from deploy_guard.manifest import MANIFEST_PATH, Manifest, load_manifest, manifest_json_schema
-from deploy_guard.report import SCHEMA_VERSION
+from deploy_guard.observe.report import SCHEMA_VERSION
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},

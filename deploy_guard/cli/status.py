@@ -8,7 +8,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import (
     Common,
     all_option,
@@ -24,7 +23,8 @@ from deploy_guard.cli.common import (
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
-from deploy_guard.status import HostStatus, hosts_status
+from deploy_guard.guard.status import HostStatus, hosts_status
+from deploy_guard.observe import report
 
 
 def status_json(statuses: Sequence[HostStatus], max_age: float | None) -> report.Json:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from deploy_guard.config import DeployConfig
-from deploy_guard.deploy import (
+from deploy_guard.deploy.tools import (
     ACTIONS,
     DeployCommand,
     DeployHost,

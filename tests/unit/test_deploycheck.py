@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from deploy_guard.config import parse_config
-from deploy_guard.deploy import DeployPlan, plan_build, plan_deploy
-from deploy_guard.deploycheck import (
+from deploy_guard.deploy.check import (
     DeployCheck,
     DeployCheckFailed,
     attribute_problems,
@@ -25,10 +24,11 @@ from deploy_guard.deploycheck import (
     nodes_argv,
     routes,
 )
-from deploy_guard.engine import HostTarget
+from deploy_guard.deploy.tools import DeployPlan, plan_build, plan_deploy
 from deploy_guard.errors import ConfigError, ExitCode
-from deploy_guard.hosts import resolve_targets
-from deploy_guard.inventory import InventoryHost, NixEval, nix_eval_argv
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.hosts.inventory import InventoryHost, NixEval, nix_eval_argv
+from deploy_guard.hosts.targets import resolve_targets
 
 GUARD = "deploy-guard"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from deploy_guard.config import Config, parse_config
-from deploy_guard.discovery import (
+from deploy_guard.guard.discovery import (
     Inventory,
     StageSpec,
     build_inventory,

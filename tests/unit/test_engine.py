@@ -13,12 +13,12 @@ from datetime import timedelta
 import pytest
 
 from deploy_guard.config import Config
-from deploy_guard.discovery import StageSpec, stage_specs
-from deploy_guard.engine import HostTarget, RunRequest, plan_hosts, run_hosts
 from deploy_guard.errors import ConnectionLost, ExitCode, HostUnreachable
 from deploy_guard.events import Event, HostWarning, UnitFinished, UnitStarted
+from deploy_guard.guard.discovery import StageSpec, stage_specs
+from deploy_guard.guard.engine import HostTarget, RunRequest, plan_hosts, run_hosts
+from deploy_guard.guard.stage import EngineSettings, StageContext, StageRun, run_stage
 from deploy_guard.model import HostResult, Outcome, RunReport, StageOutcome, StagePlan, UnitResult
-from deploy_guard.stage import EngineSettings, StageContext, StageRun, run_stage
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import CommandResult
 from tests.unit.fakesystemd import EPOCH, FakeClock, FakeHost, SimUnit

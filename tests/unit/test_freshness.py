@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deploy_guard.freshness import fresh_units, last_runs
+from deploy_guard.guard.freshness import fresh_units, last_runs
 from deploy_guard.systemd.parse import (
     MESSAGE_JOB_DONE,
     MESSAGE_UNIT_FAILURE,

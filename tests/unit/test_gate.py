@@ -18,7 +18,7 @@ from unittest.mock import create_autospec
 
 import pytest
 
-from deploy_guard.apply import (
+from deploy_guard.deploy.gate import (
     AUDIT_FILE,
     GateDecision,
     OverrideNotRecorded,
@@ -30,7 +30,7 @@ from deploy_guard.apply import (
     run_deploy,
     write_audit,
 )
-from deploy_guard.deploy import DeployCommand, DeployPlan
+from deploy_guard.deploy.tools import DeployCommand, DeployPlan
 from deploy_guard.errors import CommandFailed, ExitCode, HostUnreachable
 from deploy_guard.model import (
     DeployStep,

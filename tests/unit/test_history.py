@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from deploy_guard.apply import OverrideRecord, write_audit
 from deploy_guard.cli import cli
+from deploy_guard.deploy.gate import OverrideRecord, write_audit
 from deploy_guard.errors import ExitCode
-from deploy_guard.history import entry_from_report, load_history
 from deploy_guard.model import (
     DeployOutcome,
     DeployStep,
@@ -26,7 +25,8 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
-from deploy_guard.report import run_json, save_run, state_dir
+from deploy_guard.observe.history import entry_from_report, load_history
+from deploy_guard.observe.report import run_json, save_run, state_dir
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 FAILED_UNIT = UnitResult("restic-backups-home.service", Outcome.FAILED, reason="exit-code")

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_guard.errors import ConfigError, ExitCode, UsageError
-from deploy_guard.hook import (
+from deploy_guard.deploy.hook import (
     MARKER,
     PRE_PUSH_SCRIPT,
     PushedRef,
@@ -26,6 +25,7 @@ from deploy_guard.hook import (
     pushes_from_pre_commit,
     selections_for_paths,
 )
+from deploy_guard.errors import ConfigError, ExitCode, UsageError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 ZERO = "0" * 40

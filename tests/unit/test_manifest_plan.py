@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from deploy_guard.config import Config
-from deploy_guard.discovery import Inventory, plan_host, stage_specs, with_manifest
+from deploy_guard.guard.discovery import Inventory, plan_host, stage_specs, with_manifest
 from deploy_guard.manifest import load_manifest
 
 SPECS = stage_specs(Config(), "forge")

@@ -17,11 +17,9 @@ from unittest.mock import create_autospec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy_guard import metrics, receipts
 from deploy_guard.config import Config, parse_config
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import CommandFailed, ExitCode, HostUnreachable
-from deploy_guard.metrics import PreviousMetrics, parse_previous, render
+from deploy_guard.guard.engine import HostTarget
 from deploy_guard.model import (
     HostResult,
     Outcome,
@@ -31,7 +29,9 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
-from deploy_guard.observe import (
+from deploy_guard.observe import metrics, receipts
+from deploy_guard.observe.metrics import PreviousMetrics, parse_previous, render
+from deploy_guard.observe.run import (
     CHUNK_BYTES,
     WRITE_SCRIPT,
     git_revision,

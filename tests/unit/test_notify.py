@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from deploy_guard import notify
 from deploy_guard.config import Config, parse_config
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import ConfigError, ExitCode
+from deploy_guard.guard.engine import HostTarget
 from deploy_guard.model import (
     DeployOutcome,
     DeployStep,
@@ -26,8 +25,9 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
-from deploy_guard.notify import NotifyEvent
-from deploy_guard.observe import observe
+from deploy_guard.observe import notify
+from deploy_guard.observe.notify import NotifyEvent
+from deploy_guard.observe.run import observe
 from deploy_guard.transport.base import Transport
 
 STARTED = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)

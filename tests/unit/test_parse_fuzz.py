@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from deploy_guard.config import parse_config
 from deploy_guard.errors import ConfigError
+from deploy_guard.guard.verdict import Tracking, UnitJournal, judge
 from deploy_guard.model import Outcome
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.parse import ParseError
-from deploy_guard.verdict import Tracking, UnitJournal, judge
 
 UNIT = "restic-backups-home.service"
 TRACKED = Tracking(UNIT, "oneshot", joined=False, job_id=302, baseline_invocation="")

@@ -17,8 +17,7 @@ from deploy_guard.config import (
     parse_config,
 )
 from deploy_guard.errors import CommandFailed, CommandTimeout, ConfigError
-from deploy_guard.model import CheckResult, Outcome, UnitResult
-from deploy_guard.preflight import (
+from deploy_guard.guard.preflight import (
     DiskUsage,
     command_problem,
     format_size,
@@ -32,7 +31,8 @@ from deploy_guard.preflight import (
     run_preflight,
     timed_argv,
 )
-from deploy_guard.stage import EngineSettings, StageContext
+from deploy_guard.guard.stage import EngineSettings, StageContext
+from deploy_guard.model import CheckResult, Outcome, UnitResult
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import ParseError, UnitState
 from deploy_guard.transport.base import CommandResult

@@ -12,10 +12,7 @@ from deploy_guard.artifact import Artifact, ArtifactStatus
 from deploy_guard.config import parse_config
 from deploy_guard.errors import CommandTimeout, ConfigError
 from deploy_guard.events import Event, HostWarning
-from deploy_guard.hosts import resolve_targets
-from deploy_guard.manifest import ManifestProof
-from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
-from deploy_guard.proof import (
+from deploy_guard.guard.proof import (
     ProofSettings,
     Prover,
     apply_artifact,
@@ -25,8 +22,11 @@ from deploy_guard.proof import (
     plan_proof,
     with_environment,
 )
-from deploy_guard.report import unit_json
-from deploy_guard.stage import EngineSettings, StageContext
+from deploy_guard.guard.stage import EngineSettings, StageContext
+from deploy_guard.hosts.targets import resolve_targets
+from deploy_guard.manifest import ManifestProof
+from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
+from deploy_guard.observe.report import unit_json
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import CommandResult
 from tests.unit.fakesystemd import FakeClock

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Sequence
 
 from deploy_guard.config import Config
-from deploy_guard.discovery import stage_specs
-from deploy_guard.engine import HostTarget, RunRequest, run_hosts
 from deploy_guard.errors import ConnectionLost, ExitCode
+from deploy_guard.guard.discovery import stage_specs
+from deploy_guard.guard.engine import HostTarget, RunRequest, run_hosts
+from deploy_guard.guard.stage import EngineSettings
 from deploy_guard.model import HostResult, Outcome, RunReport
-from deploy_guard.stage import EngineSettings
 from deploy_guard.transport.base import CommandResult
 from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
 

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import pytest
 
-from deploy_guard.freshness import fresh_units, last_runs
+from deploy_guard.guard.freshness import fresh_units, last_runs
+from deploy_guard.guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 from deploy_guard.model import Outcome
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import (
@@ -25,7 +26,6 @@ from deploy_guard.systemd.parse import (
     parse_journal,
     parse_start_output,
 )
-from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 from tests.unit.recordings import (
     Recorded,
     ReplayTransport,

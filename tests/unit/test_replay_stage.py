@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.model import Outcome, StagePlan, UnitResult
-from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
 from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
 from tests.unit.recordings import Recorded, ReplayTransport, load

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_guard.engine import PlanResult
 from deploy_guard.errors import ExitCode
+from deploy_guard.guard.engine import PlanResult
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
@@ -27,7 +27,7 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
-from deploy_guard.report import dumps, plan_json, run_json, save_run, state_dir
+from deploy_guard.observe.report import dumps, plan_json, run_json, save_run, state_dir
 
 STARTED = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
 FINISHED = STARTED + timedelta(minutes=3)

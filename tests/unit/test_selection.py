@@ -9,8 +9,8 @@ import pytest
 
 from deploy_guard.config import Config, parse_config
 from deploy_guard.errors import ConfigError, ExitCode, UsageError
-from deploy_guard.inventory import InventoryHost, nix_eval_argv, parse_inventory
-from deploy_guard.selection import KnownHost, known_hosts, select_hosts
+from deploy_guard.hosts.inventory import InventoryHost, nix_eval_argv, parse_inventory
+from deploy_guard.hosts.selection import KnownHost, known_hosts, select_hosts
 
 # -- parse_inventory -----------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ def test_empty_inventories_have_no_hosts() -> None:
 def test_invalid_host_names_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     data = ["forge", "-oProxyCommand=x", "has space", ".hidden", "web-1.lan_2"]
 
-    with caplog.at_level(logging.WARNING, logger="deploy_guard.inventory"):
+    with caplog.at_level(logging.WARNING, logger="deploy_guard.hosts.inventory"):
         hosts = parse_inventory("nixosConfigurations", data)
 
     assert list(hosts) == ["forge", "web-1.lan_2"]

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from deploy_guard.guard.verdict import Phase, Tracking, UnitJournal, judge
 from deploy_guard.model import Outcome
 from deploy_guard.systemd.parse import (
     MESSAGE_UNIT_FAILURE,
@@ -30,7 +31,6 @@ from deploy_guard.systemd.parse import (
     JournalEntry,
     UnitState,
 )
-from deploy_guard.verdict import Phase, Tracking, UnitJournal, judge
 
 MESSAGE_JOB_DONE = "39f53479d3a045ac8e11786248231fbf"
 MESSAGE_JOB_FAILED = "be02cf6855d2428ba40df7e9d022f03d"

@@ -12,24 +12,8 @@ from typing import Any
 import pytest
 
 from deploy_guard.config import HealthCheck, parse_config
-from deploy_guard.errors import (
-    ConnectionLost,
-    ExitCode,
-    HostKeyChanged,
-    HostUnreachable,
-    TransportError,
-)
-from deploy_guard.health import fetch_url, judge_curl, retry_check
-from deploy_guard.model import (
-    DeployOutcome,
-    DeployStep,
-    HealthResult,
-    PreflightReport,
-    RollbackStep,
-)
-from deploy_guard.systemd.client import SystemdClient
-from deploy_guard.transport.base import Transport
-from deploy_guard.verify import (
+from deploy_guard.deploy.health import fetch_url, judge_curl, retry_check
+from deploy_guard.deploy.verify import (
     VerifyRequest,
     VerifySettings,
     attempted_hosts,
@@ -42,6 +26,22 @@ from deploy_guard.verify import (
     verify_deployed_host,
     verify_host,
 )
+from deploy_guard.errors import (
+    ConnectionLost,
+    ExitCode,
+    HostKeyChanged,
+    HostUnreachable,
+    TransportError,
+)
+from deploy_guard.model import (
+    DeployOutcome,
+    DeployStep,
+    HealthResult,
+    PreflightReport,
+    RollbackStep,
+)
+from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.transport.base import Transport
 from tests.unit.fakesystemd import FakeClock, SimUnit
 from tests.unit.test_preflight import ScriptedHost
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from deploy_guard.guard.verdict import CLD_EXITED
 from deploy_guard.systemd.parse import (
     MESSAGE_JOB_DONE,
     MESSAGE_UNIT_FAILURE,
@@ -22,7 +23,6 @@ from deploy_guard.systemd.parse import (
     UnitState,
     is_condition_skip,
 )
-from deploy_guard.verdict import CLD_EXITED
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from deploy_guard.config import (
 from deploy_guard.errors import (
     DeployGuardError,
 )
-from deploy_guard.model import HealthResult
-from deploy_guard.preflight import (
+from deploy_guard.guard.preflight import (
     BACKSTOP,
     EXIT_NOT_FOUND,
     command_problem,
     timed_argv,
 )
+from deploy_guard.model import HealthResult
 from deploy_guard.systemd.client import SystemdClient
 
 CURL_TIMED_OUT: Final = 28

@@ -22,13 +22,19 @@ from deploy_guard.config import (
     HealthCheck,
     VerifyConfig,
 )
+from deploy_guard.deploy.health import HttpGet, error_reason, fetch_url, run_health_check
 from deploy_guard.errors import (
     CommandTimeout,
     ConnectionLost,
     DeployGuardError,
     HostUnreachable,
 )
-from deploy_guard.health import HttpGet, error_reason, fetch_url, run_health_check
+from deploy_guard.guard.preflight import (
+    list_failed_units,
+    only_systemd_lines,
+    system_state,
+    unit_journal,
+)
 from deploy_guard.model import (
     DeployOutcome,
     FailedUnit,
@@ -38,12 +44,6 @@ from deploy_guard.model import (
     RollbackResult,
     RollbackStep,
     VerifyReport,
-)
-from deploy_guard.preflight import (
-    list_failed_units,
-    only_systemd_lines,
-    system_state,
-    unit_journal,
 )
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport

@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Final
 
 from deploy_guard.config import DeployConfig
-from deploy_guard.deploy import (
+from deploy_guard.deploy.tools import (
     DeployHost,
     DeployPlan,
     action_problem,
     deploy_attribute,
 )
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import ConfigError, DeployGuardError, ExitCode
-from deploy_guard.inventory import NixEval, nix_eval_flags, run_nix_eval
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.hosts.inventory import NixEval, nix_eval_flags, run_nix_eval
 
 LOCAL: Final = "local"
 # Where each tool finds a host in the flake; the attribute names are all that is evaluated.

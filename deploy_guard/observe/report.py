@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy_guard.artifact.base import Artifact
-from deploy_guard.engine import PlanResult
+from deploy_guard.deploy.verify import verification_json
+from deploy_guard.guard.engine import PlanResult
+from deploy_guard.guard.preflight import preflight_json
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
@@ -20,10 +22,8 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
-from deploy_guard.preflight import preflight_json
 from deploy_guard.statefiles import private_directory, write_private
 from deploy_guard.transport.base import quote_argv
-from deploy_guard.verify import verification_json
 
 SCHEMA_VERSION: Final = 1
 Json = dict[str, Any]

@@ -14,7 +14,7 @@ from typing import Final
 
 from deploy_guard.config import Config
 from deploy_guard.errors import UsageError
-from deploy_guard.inventory import InventoryHost
+from deploy_guard.hosts.inventory import InventoryHost
 
 GLOB_CHARACTERS: Final = frozenset("*?[")
 LISTED_AT_MOST: Final = 20  # names or tags quoted in an error message

@@ -27,12 +27,12 @@ from deploy_guard.errors import (
     without_host,
 )
 from deploy_guard.events import EventSink, UnitFinished, UnitStarted, UnitStopping
-from deploy_guard.freshness import fresh_units, last_runs
+from deploy_guard.guard.freshness import fresh_units, last_runs
+from deploy_guard.guard.recovery import Recovery
+from deploy_guard.guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
-from deploy_guard.recovery import Recovery
 from deploy_guard.systemd.client import JournalFollow, SystemdClient
 from deploy_guard.systemd.parse import MESSAGE_UNIT_STARTING, UnitState
-from deploy_guard.verdict import Judgement, Phase, Tracking, UnitJournal, judge
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from deploy_guard.model import HostResult, RunReport, UnitResult
-from deploy_guard.receipts import oldest_proven_backup
+from deploy_guard.observe.receipts import oldest_proven_backup
 
 TEXTFILE_NAME: Final = "deploy_guard.prom"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Final
 
 from deploy_guard.config import Config
-from deploy_guard.discovery import stage_specs
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import ConfigError, UsageError
-from deploy_guard.inventory import InventoryHost, load_flake_inventory
-from deploy_guard.proof import ProofSettings
-from deploy_guard.selection import known_hosts, select_hosts
+from deploy_guard.guard.discovery import stage_specs
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.guard.proof import ProofSettings
+from deploy_guard.hosts.inventory import InventoryHost, load_flake_inventory
+from deploy_guard.hosts.selection import known_hosts, select_hosts
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
 from deploy_guard.transport.sshconfig import host_name_problem, parse_destination

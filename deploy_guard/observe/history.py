@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from deploy_guard.apply import AUDIT_FILE
+from deploy_guard.deploy.gate import AUDIT_FILE
 from deploy_guard.model import Outcome
 
 RUNS_DIRECTORY: Final = "runs"

@@ -15,7 +15,7 @@ from typing import Final
 
 from deploy_guard.errors import ExitCode
 from deploy_guard.model import HostResult, RunReport, StageOutcome
-from deploy_guard.report import Json, host_json, override_json, time_text
+from deploy_guard.observe.report import Json, host_json, override_json, time_text
 
 RECEIPTS_DIRECTORY: Final = "/var/lib/deploy-guard/receipts"
 LAST_SUCCESS_NAME: Final = "last-success.json"

@@ -22,17 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
-from deploy_guard import metrics, notify, receipts
 from deploy_guard.config import Config
-from deploy_guard.engine import HostTarget, in_parallel
 from deploy_guard.errors import (
     DeployGuardError,
     TransportError,
     describe_exception,
     internal_error,
 )
+from deploy_guard.guard.engine import HostTarget, in_parallel
 from deploy_guard.model import HostResult, RunReport
-from deploy_guard.report import dumps
+from deploy_guard.observe import metrics, notify, receipts
+from deploy_guard.observe.report import dumps
 from deploy_guard.transport.base import Transport
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from deploy_guard.artifact.base import Artifact, ArtifactStatus, CheckOutput, un
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import DeployGuardError
 from deploy_guard.events import HostWarning, UnitFinished
+from deploy_guard.guard.stage import StageContext, run_stage
 from deploy_guard.manifest import ManifestProof
 from deploy_guard.model import Outcome, StageOutcome, StagePlan, StageResult, UnitResult
-from deploy_guard.stage import StageContext, run_stage
 
 log = logging.getLogger(__name__)
 

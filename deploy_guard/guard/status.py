@@ -7,9 +7,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deploy_guard.engine import Connector, HostTarget, connect_and_plan, host_error, in_parallel
 from deploy_guard.errors import DeployGuardError
-from deploy_guard.freshness import LastRun, last_runs
+from deploy_guard.guard.engine import (
+    Connector,
+    HostTarget,
+    connect_and_plan,
+    host_error,
+    in_parallel,
+)
+from deploy_guard.guard.freshness import LastRun, last_runs
 from deploy_guard.systemd.parse import MESSAGE_UNIT_FAILURE, MESSAGE_UNIT_SUCCESS, JournalEntry
 
 # Enough history for a host with dozens of units on hourly timers; older runs are stale anyway.

@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from deploy_guard.clock import Clock
 from deploy_guard.config import PreflightCheck
-from deploy_guard.discovery import StageSpec, discover, plan_host, with_manifest
 from deploy_guard.errors import DeployGuardError, ExitCode, internal_error, without_host
 from deploy_guard.events import (
     EventSink,
@@ -26,6 +25,18 @@ from deploy_guard.events import (
     StageFinished,
     StageStarted,
 )
+from deploy_guard.guard.discovery import StageSpec, discover, plan_host, with_manifest
+from deploy_guard.guard.preflight import run_preflight
+from deploy_guard.guard.proof import (
+    ProofSettings,
+    Prover,
+    ProveStage,
+    describe_plan,
+    no_proof,
+    plan_proof,
+)
+from deploy_guard.guard.recovery import Recovery
+from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.manifest import MANIFEST_PATH, load_manifest
 from deploy_guard.model import (
     HostPlan,
@@ -40,17 +51,6 @@ from deploy_guard.model import (
     host_exit_code,
     worst,
 )
-from deploy_guard.preflight import run_preflight
-from deploy_guard.proof import (
-    ProofSettings,
-    Prover,
-    ProveStage,
-    describe_plan,
-    no_proof,
-    plan_proof,
-)
-from deploy_guard.recovery import Recovery
-from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from deploy_guard.deploy import DeployPlan
+from deploy_guard.deploy.tools import DeployPlan
 from deploy_guard.errors import DeployGuardError, ExitCode, without_host
 from deploy_guard.model import DeployStep, Override, RunReport
 from deploy_guard.statefiles import private_directory

@@ -28,11 +28,11 @@ from deploy_guard.config import (
 )
 from deploy_guard.errors import DeployGuardError, HostProtocolError
 from deploy_guard.events import Event
+from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 
 # Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
 from deploy_guard.model import CheckResult, Outcome, PreflightReport, StagePlan, UnitResult
 from deploy_guard.secrets import mask_secrets
-from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd import parse
 from deploy_guard.systemd.client import JOURNALCTL, SYSTEMCTL, SystemdClient
 from deploy_guard.systemd.parse import ParseError, UnitState
