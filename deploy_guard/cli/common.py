@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, ri
 
     from deploy_guard.config import Config
     from deploy_guard.guard.engine import HostTarget
-    from deploy_guard.guard.stage import EngineSettings
     from deploy_guard.render import LineRenderer, LiveRenderer
     from deploy_guard.transport.base import Transport
+    from deploy_guard.workflow import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,17 +127,14 @@ def connector(config: Config) -> Callable[[HostTarget], Transport]:
     return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
-def settings(config: Config, max_age: float | None = None) -> EngineSettings:
-    """Engine timing from the configuration; ``max_age`` (--max-age) wins over `max_age`."""
-    from deploy_guard.guard.stage import EngineSettings  # noqa: PLC0415
+def session(common: Common, config: Config) -> Session:
+    """What the workflow needs from a command: the hosts' connector, stderr, the live view
+    (on a terminal) or log lines."""
+    from deploy_guard.workflow import Session  # noqa: PLC0415
 
-    return EngineSettings(
-        poll_interval=config.poll_interval,
-        stop_grace=config.stop_grace,
-        log_lines=config.log_lines,
-        max_age=max_age if max_age is not None else config.max_age,
-        reconnect_limit=config.reconnect_limit,
-    )
+    output = console(common)
+    progress = functools.partial(renderer, common, output)
+    return Session(config, connector(config), output, progress, json=common.json)
 
 
 def _max_age(

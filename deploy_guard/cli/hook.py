@@ -9,16 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.text import Text
 
-from deploy_guard.cli.apply import GateRequest, guard_and_gate
-from deploy_guard.cli.common import Common, common_options, console, examples
-from deploy_guard.cli.guard import finish
+from deploy_guard import workflow
+from deploy_guard.cli.common import Common, common_options, console, examples, session
 from deploy_guard.config import Config, HookConfig, load_config
 from deploy_guard.deploy.gate import GateDecision
 from deploy_guard.deploy.hook import (
@@ -127,7 +125,9 @@ def _targets(config: Config, path: Path | None, selections: list[str]) -> tuple[
     return resolve_targets(config, names, flake_hosts=flake_hosts)
 
 
-def _verdict(output: Console, result: RunReport, gate: GateDecision, warnings: list[str]) -> None:
+def _verdict(
+    output: Console, result: RunReport, gate: GateDecision, warnings: Sequence[str]
+) -> None:
     """What failed, the override if one let the push through, and one final line."""
     print_summary(output, result, log_lines=5, final=False)
     for warning in warnings:
@@ -184,12 +184,8 @@ def pre_push(common: Common, remote: str | None, url: str | None) -> int:
     branches = ", ".join(dict.fromkeys(str(push.branch) for push in protected))
     note(f"guarding {', '.join(t.name for t in targets)} before pushing {branches} "
          f"to {remote or url or 'the remote'}")  # fmt: skip
-    reason = override_reason(os.environ)
-    request = GateRequest("hook", parallel=None, keep_going=False, override=reason,
-                          max_age=config.hook.max_age)  # fmt: skip
-    result, gate, warnings = guard_and_gate(common, config, targets, request)
-    result = finish(common, config, targets, replace(result, exit_code=gate.exit_code))
+    gated = workflow.guard_push(session(common, config), targets, override_reason(os.environ))
     if common.json:
-        click.echo(report.dumps(report.run_json(result)), nl=False)
-    _verdict(output, result, gate, warnings)
-    return int(gate.exit_code)
+        click.echo(report.dumps(report.run_json(gated.result)), nl=False)
+    _verdict(output, gated.result, gated.gate, gated.warnings)
+    return int(gated.gate.exit_code)

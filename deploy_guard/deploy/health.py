@@ -17,14 +17,9 @@ from deploy_guard.config import (
 from deploy_guard.errors import (
     DeployGuardError,
 )
-from deploy_guard.guard.preflight import (
-    BACKSTOP,
-    EXIT_NOT_FOUND,
-    command_problem,
-    timed_argv,
-)
 from deploy_guard.model import HealthResult
 from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.transport.timed import BACKSTOP, EXIT_NOT_FOUND, command_problem, timed_argv
 
 CURL_TIMED_OUT: Final = 28
 CURL_HTTP_ERROR: Final = 22

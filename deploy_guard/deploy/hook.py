@@ -12,13 +12,13 @@ import fnmatch
 import functools
 import logging
 import re
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from deploy_guard.errors import ConfigError, UsageError
+from deploy_guard.transport import process
 
 log = logging.getLogger(__name__)
 
@@ -217,17 +217,7 @@ class ChangedFiles:
     unknown_because: str = ""
 
 
-def _git(argv: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run git (never through a shell); a missing git is exit status 127."""
-    log.debug("git %s", " ".join(argv))
-    try:
-        return subprocess.run(["git", *argv], cwd=cwd, capture_output=True, text=True,
-                              errors="surrogateescape", check=False)  # fmt: skip
-    except FileNotFoundError:
-        return subprocess.CompletedProcess(["git", *argv], 127, "", "git is not installed")
-
-
-def _first_line(completed: subprocess.CompletedProcess[str]) -> str:
+def _first_line(completed: process.Finished[str]) -> str:
     lines = completed.stderr.strip().splitlines()
     return lines[0] if lines else f"git exited with status {completed.returncode}"
 
@@ -237,12 +227,12 @@ def default_branch(remote: str | None, cwd: Path | None = None) -> str | None:
     REMOTE/master; None when the remote is a URL or none of them is known."""
     if not remote or remote.startswith("-"):
         return None
-    completed = _git(["rev-parse", "--abbrev-ref", f"{remote}/HEAD"], cwd)
+    completed = process.git(["rev-parse", "--abbrev-ref", f"{remote}/HEAD"], cwd)
     if completed.returncode == 0 and completed.stdout.strip() not in ("", f"{remote}/HEAD"):
         return completed.stdout.strip()
     for name in ("main", "master"):
         ref = f"refs/remotes/{remote}/{name}"
-        if _git(["rev-parse", "--verify", "--quiet", ref], cwd).returncode == 0:
+        if process.git(["rev-parse", "--verify", "--quiet", ref], cwd).returncode == 0:
             return ref
     return None
 
@@ -256,11 +246,13 @@ def changed_files(push: PushedRef, remote: str | None, cwd: Path | None = None) 
         default = default_branch(remote, cwd)
         if default is None:
             return ChangedFiles(None, f"new branch, and no default branch is known for {remote}")
-        merge_base = _git(["merge-base", push.local_sha, default], cwd)
+        merge_base = process.git(["merge-base", push.local_sha, default], cwd)
         if merge_base.returncode != 0:
             return ChangedFiles(None, f"no merge-base with {default}: {_first_line(merge_base)}")
         base = merge_base.stdout.strip()
-    diff = _git(["diff", "--name-only", "--no-renames", "-z", base, push.local_sha, "--"], cwd)
+    diff = process.git(
+        ["diff", "--name-only", "--no-renames", "-z", base, push.local_sha, "--"], cwd
+    )
     if diff.returncode != 0:
         return ChangedFiles(None, f"git diff failed: {_first_line(diff)}")
     return ChangedFiles(tuple(name for name in diff.stdout.split("\0") if name))
@@ -272,7 +264,7 @@ def hooks_directory(cwd: Path) -> Path:
     Raises:
         UsageError: not in a git repository, or git is missing.
     """
-    completed = _git(["rev-parse", "--git-path", "hooks"], cwd)
+    completed = process.git(["rev-parse", "--git-path", "hooks"], cwd)
     if completed.returncode != 0:
         raise UsageError(f"cannot find the git hooks directory: {_first_line(completed)}")
     return cwd / completed.stdout.strip()

@@ -6,13 +6,13 @@ One adapter per tool. Every command is an argv list; nothing is ever passed thro
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from deploy_guard.config import DeployConfig
 from deploy_guard.errors import UsageError
+from deploy_guard.transport import process
 from deploy_guard.transport.sshdest import split_port
 
 HOST_PLACEHOLDER = "{host}"
@@ -135,7 +135,7 @@ def _nixos_rebuild(
 
 def local_name() -> str:
     """This machine's name, as `nixos-rebuild` without --flake#NAME would use it."""
-    return socket.gethostname().split(".")[0]
+    return process.local_hostname().split(".")[0]
 
 
 def flake_attribute(host: DeployHost) -> str:

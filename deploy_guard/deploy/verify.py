@@ -29,12 +29,6 @@ from deploy_guard.errors import (
     DeployGuardError,
     HostUnreachable,
 )
-from deploy_guard.guard.preflight import (
-    list_failed_units,
-    only_systemd_lines,
-    system_state,
-    unit_journal,
-)
 from deploy_guard.model import (
     DeployOutcome,
     FailedUnit,
@@ -46,6 +40,7 @@ from deploy_guard.model import (
     VerifyReport,
 )
 from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.systemd.parse import only_systemd_lines
 from deploy_guard.transport.base import Transport
 
 log = logging.getLogger(__name__)
@@ -161,7 +156,7 @@ def wait_until_settled(
     state: str | None = None
     while True:
         try:
-            state = system_state(client)
+            state = client.system_state()
         except DeployGuardError as exc:
             log.debug("%s: is-system-running: %s", client.host, exc)
         if state is not None and state not in UNSETTLED:
@@ -175,8 +170,8 @@ def _unit_log(client: SystemdClient, unit: str, invocation_id: str, lines: int
     tail = client.log_tail(invocation_id, lines) if invocation_id else ()
     if only_systemd_lines(unit, tail):
         # No invocation (it never ran: a dependency failed), or its own output was filed
-        # without the invocation id (see preflight.unit_journal): the unit's last lines.
-        tail = unit_journal(client, unit, lines) or tail
+        # without the invocation id (see SystemdClient.unit_journal): the unit's last lines.
+        tail = client.unit_journal(unit, lines) or tail
     return tail
 
 
@@ -226,7 +221,7 @@ def verify_host(
     recovered: tuple[str, ...] = ()
     try:
         before_units = before.failed_units if before is not None else None
-        new, recovered = compare_failed(before_units, list_failed_units(client))
+        new, recovered = compare_failed(before_units, client.failed_units())
     except DeployGuardError as exc:
         problems.append(f"cannot list the failed units: {error_reason(exc)}")
     failed = tuple(describe_failed_unit(client, unit, settings.log_lines, clock) for unit in new)

@@ -26,29 +26,28 @@ from deploy_guard.config import (
     UnitCheck,
     UnitsExistCheck,
 )
-from deploy_guard.errors import DeployGuardError, HostProtocolError
+from deploy_guard.errors import DeployGuardError
 from deploy_guard.events import Event
 from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 
 # Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
 from deploy_guard.model import CheckResult, Outcome, PreflightReport, StagePlan, UnitResult
-from deploy_guard.secrets import mask_secrets
-from deploy_guard.systemd import parse
-from deploy_guard.systemd.client import JOURNALCTL, SYSTEMCTL, SystemdClient
-from deploy_guard.systemd.parse import ParseError, UnitState
+from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.systemd.parse import ParseError, UnitState, from_systemd, only_systemd_lines
 from deploy_guard.transport.base import CommandResult
+from deploy_guard.transport.timed import (
+    BACKSTOP,
+    EXIT_CANNOT_RUN,
+    EXIT_NOT_FOUND,
+    EXIT_TIMED_OUT,
+    command_problem,
+    last_line,
+    timed_argv,
+)
 
 log = logging.getLogger(__name__)
 
 QUICK_TIMEOUT: Final = 30.0  # df, show, is-system-running, list-units
-# Closing the SSH channel does not stop a remote command (FIELD-NOTES), so commands with a
-# deadline run under coreutils' `timeout`, which kills them there; the transport's own
-# timeout is only a backstop this much later.
-BACKSTOP: Final = 15.0
-KILL_AFTER: Final = 5
-EXIT_TIMED_OUT: Final = 124  # timeout(1): the deadline passed
-EXIT_CANNOT_RUN: Final = 126
-EXIT_NOT_FOUND: Final = 127
 # bash's /dev/tcp: neither python nor nc is on a minimal NixOS or Debian host. The script is
 # a constant; host and port arrive as positional parameters, never inside the script.
 TCP_SCRIPT: Final = 'exec 3<>"/dev/tcp/$1/$2"'
@@ -138,17 +137,9 @@ def judge_units_exist(name: str, states: Sequence[UnitState], asked: Sequence[st
     return CheckResult(name, "units_exist", True, f"all {len(asked)} units exist")
 
 
-_SYSTEMD_MESSAGES: Final = ("Starting ", "Started ", "Finished ", "Failed to start ", "Stopped ")
-
-
-def _from_systemd(unit: str, line: str) -> bool:
-    """systemd's own messages about a unit name the unit or start with its description."""
-    return unit in line or line.startswith(_SYSTEMD_MESSAGES)
-
-
 def _own_output(unit: str, log_tail: Sequence[str]) -> list[str]:
     """The unit's own lines (else all of them), so that the error fits in one message."""
-    own = [line for line in log_tail if not _from_systemd(unit, line)]
+    own = [line for line in log_tail if not from_systemd(unit, line)]
     return own or list(log_tail)
 
 
@@ -171,11 +162,6 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 # bash: "bash: line 1: connect: Connection refused" then "bash: line 1: /dev/tcp/h/p: ...";
 # a name that does not resolve: "bash: line 1: nas.lan: Name or service not known" first.
 _BASH_PREFIX: Final = re.compile(r"^bash: (line \d+: )?(connect: )?")
@@ -196,7 +182,7 @@ def judge_tcp(check: TcpCheck, result: CommandResult) -> CheckResult:
         message = f"no connection to {address} within {check.timeout:g}s"
     elif result.exit_status in (EXIT_CANNOT_RUN, EXIT_NOT_FOUND):
         message = (f"cannot test {address}: `timeout` (coreutils) or `bash` is missing on the "
-                   f"host: {_last_line(result.stderr)}")  # fmt: skip
+                   f"host: {last_line(result.stderr)}")  # fmt: skip
     else:
         message = f"cannot connect to {address}: {_bash_reason(result.stderr)}"
     return CheckResult(check.name, check.kind, False, message)
@@ -223,33 +209,11 @@ def judge_system_state(
     return CheckResult(check.name, check.kind, False, message)
 
 
-def command_problem(result: CommandResult, program: str, timeout: float) -> str | None:
-    """Why ``program``, run under `timeout` (see `timed_argv`), failed; None if it exited 0."""
-    detail = mask_secrets(_last_line(result.stderr) or _last_line(result.stdout) or "no output")
-    match result.exit_status:
-        case 0:
-            return None
-        case 124:
-            return f"{program} did not finish within {timeout:g}s (killed)"
-        case 126:
-            return f"cannot run {program} on the host: {detail}"
-        case 127:
-            return f"not found on the host: {detail}"
-        case status:
-            return f"{program} exited with status {status}: {detail}"
-
-
 def judge_command(check: CommandCheck, result: CommandResult) -> CheckResult:
     problem = command_problem(result, check.argv[0], check.timeout)
     if problem is None:
         return CheckResult(check.name, check.kind, True, f"{check.argv[0]} exited 0")
     return CheckResult(check.name, check.kind, False, problem)
-
-
-def timed_argv(argv: Sequence[str], timeout: float) -> list[str]:
-    """``argv`` under coreutils' `timeout` (its options stop at the duration, so an argv
-    that starts with "-" cannot be read as one of its options)."""
-    return ["timeout", f"--kill-after={KILL_AFTER}", f"{timeout:g}", *argv]
 
 
 # -- I/O: asking the host ---------------------------------------------------------------------
@@ -259,29 +223,10 @@ def _run(client: SystemdClient, argv: Sequence[str], timeout: float) -> CommandR
     return client.transport.run(argv, timeout=timeout, check=False)
 
 
-def list_failed_units(client: SystemdClient) -> tuple[str, ...]:
-    """Units of every type that systemd reports failed right now.
-
-    Raises:
-        DeployGuardError: the host cannot be asked, or the answer makes no sense.
-    """
-    argv = [*SYSTEMCTL, "list-units", "--state=failed", "--all", "--plain", "--no-legend"]
-    result = client.transport.run(argv, timeout=QUICK_TIMEOUT, check=True)
-    try:
-        return tuple(sorted(unit.unit for unit in parse.parse_unit_list(result.stdout)))
-    except ParseError as exc:
-        raise HostProtocolError(client.host, f"cannot parse the failed units: {exc}") from exc
-
-
-def system_state(client: SystemdClient) -> str:
-    """What `systemctl is-system-running` prints (it exits non-zero for degraded and others)."""
-    return _run(client, [*SYSTEMCTL, "is-system-running"], QUICK_TIMEOUT).stdout.strip()
-
-
 def _free_space(client: SystemdClient, check: FreeSpaceCheck) -> CheckResult:
     result = _run(client, ["df", "-P", "-B1", "--", check.path], QUICK_TIMEOUT)
     if not result.ok:
-        reason = _last_line(result.stderr) or f"exit status {result.exit_status}"
+        reason = last_line(result.stderr) or f"exit status {result.exit_status}"
         return CheckResult(check.name, check.kind, False, f"df {check.path} failed: {reason}")
     try:
         usage = parse_df(result.stdout)
@@ -311,33 +256,9 @@ def _unit(
         return CheckResult(check.name, check.kind, False, f"lost contact: {run.fatal}")
     result = run.result.units[0]
     if result.outcome is not Outcome.SUCCEEDED and only_systemd_lines(check.unit, result.log_tail):
-        tail = unit_journal(client, check.unit, context.settings.log_lines or 20, cursor)
+        tail = client.unit_journal(check.unit, context.settings.log_lines or 20, cursor)
         result = dataclasses.replace(result, log_tail=tail or result.log_tail)
     return judge_unit(check, result)
-
-
-def only_systemd_lines(unit: str, log_tail: Sequence[str]) -> bool:
-    """Whether a run's log tail lacks the unit's own output (see `unit_journal`)."""
-    return all(_from_systemd(unit, line) for line in log_tail)
-
-
-def unit_journal(
-    client: SystemdClient, unit: str, lines: int, cursor: str | None = None
-) -> tuple[str, ...]:
-    """The last ``lines`` journal lines of ``unit`` in this boot (after ``cursor``): its
-    processes' output and systemd's messages about it.
-
-    For when the per-invocation read misses the output: journald tags a line with
-    `_SYSTEMD_INVOCATION_ID` by looking up the sender's cgroup, and a process that exits within
-    milliseconds can be gone by then; the line keeps `_SYSTEMD_UNIT` only (seen on the testbed
-    with systemd 252 for about one run in four of `sh -c 'echo ...; exit 1'`).
-    """
-    argv = [*JOURNALCTL, "--output=cat"]
-    argv += [f"--cursor={cursor}"] if cursor else [f"--lines={lines}"]
-    argv += [f"_SYSTEMD_UNIT={unit}", "+", f"UNIT={unit}"]
-    result = client.transport.run(argv, timeout=QUICK_TIMEOUT, check=False)
-    tail = result.stdout.splitlines()[-lines:] if result.ok and lines > 0 else []
-    return tuple(mask_secrets(line) for line in tail)
 
 
 def _tcp(client: SystemdClient, check: TcpCheck) -> CheckResult:
@@ -347,8 +268,8 @@ def _tcp(client: SystemdClient, check: TcpCheck) -> CheckResult:
 
 
 def _system_state(client: SystemdClient, check: SystemStateCheck) -> CheckResult:
-    state = system_state(client)
-    failed = list_failed_units(client) if state == "degraded" else ()
+    state = client.system_state()
+    failed = client.failed_units() if state == "degraded" else ()
     return judge_system_state(check, state, failed)
 
 
@@ -417,7 +338,7 @@ def run_preflight(
     # Recorded after the checks: a check unit that failed just now was not broken by a deploy.
     failed: tuple[str, ...] = ()
     try:
-        failed = list_failed_units(client)
+        failed = client.failed_units()
     except DeployGuardError as exc:
         reason = f"cannot list the failed units: {getattr(exc, 'reason', exc)}"
         results.append(CheckResult(FAILED_UNITS_CHECK, "system_state", False, reason))

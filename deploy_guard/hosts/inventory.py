@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import shlex
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from deploy_guard.errors import ConfigError
+from deploy_guard.transport import process
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +205,14 @@ def run_nix_eval(request: NixEval) -> object:
     logger.debug("%s: running %s", label, command)
     started = time.monotonic()
     try:
-        completed = subprocess.run(
-            argv, cwd=request.cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError as exc:
-        raise ConfigError(None, [f"{label}: {argv[0]!r} not found; {request.missing}"]) from exc
-    except OSError as exc:  # not executable, not a file, ...
-        raise ConfigError(None, [f"{label}: cannot run {argv[0]!r}: {exc.strerror}"]) from exc
-    except subprocess.TimeoutExpired as exc:
+        completed = process.run(argv, process.Run(timeout, request.cwd, errors="strict"))
+    except process.CannotStart as exc:
+        if exc.missing:
+            message = f"{label}: {argv[0]!r} not found; {request.missing}"
+        else:  # not executable, not a file, ...
+            message = f"{label}: cannot run {argv[0]!r}: {exc.reason}"
+        raise ConfigError(None, [message]) from exc
+    except process.ProcessTimeout as exc:
         message = f"{label}: `{command}` did not finish within {timeout:g}s"
         raise ConfigError(None, [message]) from exc
     logger.debug("%s: nix eval took %.2fs", label, time.monotonic() - started)

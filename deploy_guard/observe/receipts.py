@@ -1,8 +1,8 @@
 """What each host keeps of each run: receipts in /var/lib/deploy-guard/receipts and a journal
 entry (`journalctl -t deploy-guard`).
 
-Pure: the documents, which old receipts to delete, the journal fields and the argv that logs
-them. `observe` writes them on the host. The NixOS module's `requireFreshBackup` check reads
+Pure: the documents, which old receipts to delete, the journal fields (`systemd.files`
+writes them). `observe` writes them on the host. The NixOS module's `requireFreshBackup` check reads
 `last-success.json` (`finished_at`, or `finished_at_epoch`).
 """
 
@@ -16,21 +16,14 @@ from typing import Final
 from deploy_guard.errors import ExitCode
 from deploy_guard.model import HostResult, RunReport, StageOutcome
 from deploy_guard.observe.report import Json, host_json, override_json, time_text
+from deploy_guard.systemd.files import journal_lines, one_line
 
 RECEIPTS_DIRECTORY: Final = "/var/lib/deploy-guard/receipts"
 LAST_SUCCESS_NAME: Final = "last-success.json"
 RECEIPT_SCHEMA: Final = 1
-JOURNAL_IDENTIFIER: Final = "deploy-guard"
 # A file name of ours: a run id (20261127T101500Z-3f9a1c) never holds a slash or starts with
 # a dot, and sorts by the time the run started.
 _SAFE_NAME: Final = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
-
-# `logger --journald` takes the fields, one KEY=VALUE per line, on its standard input; remote
-# commands have none, so the fields travel as arguments of this constant script (util-linux
-# logger, on NixOS and Debian alike; the SSH user needs no extra rights to log).
-JOURNAL_SCRIPT: Final = (
-    f'printf "%s\\n" "SYSLOG_IDENTIFIER={JOURNAL_IDENTIFIER}" "$@" | logger --journald'
-)
 
 
 def receipt_name(run_id: str) -> str:
@@ -140,11 +133,6 @@ def host_outcome(report: RunReport, host: HostResult) -> str:
             return "critical"
 
 
-def _one_line(text: str) -> str:
-    """The journal export format is one field a line."""
-    return " ".join(text.split())
-
-
 def journal_message(report: RunReport, host: HostResult) -> str:
     outcome = host_outcome(report, host)
     text = f"deploy-guard {report.command} {report.run_id}: {host.host} {outcome}"
@@ -157,7 +145,7 @@ def journal_message(report: RunReport, host: HostResult) -> str:
         text += f"; not succeeded: {', '.join(failed)}"
     if report.override is not None:
         text += f"; override by {report.override.by}: {report.override.reason}"
-    return _one_line(text)
+    return one_line(text)
 
 
 def _priority(host: HostResult) -> int:
@@ -181,9 +169,4 @@ def journal_fields(report: RunReport, host: HostResult, git_revision: str | None
         fields["DEPLOY_GUARD_GIT_REVISION"] = git_revision
     if report.override is not None:
         fields["DEPLOY_GUARD_OVERRIDE_REASON"] = report.override.reason
-    return [f"{key}={_one_line(value)}" for key, value in fields.items()]
-
-
-def journal_argv(fields: Iterable[str]) -> list[str]:
-    """The constant script, then the fields as its positional parameters."""
-    return ["sh", "-c", JOURNAL_SCRIPT, "sh", *fields]
+    return journal_lines(fields)

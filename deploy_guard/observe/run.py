@@ -2,21 +2,14 @@
 entry. The CLI calls `observe` once the report is final; it never raises for a failure here,
 it returns warnings: a notifier or metrics failure is never a verdict (STYLE, "Errors").
 
-Files are written on hosts through `Transport.run` only, without standard input: the content
-travels base64-encoded as an argument of a constant script, in chunks, into a temporary file
-in the target's directory that is then renamed over the target (atomic for readers such as
-node_exporter and the NixOS module's freshness check).
+Files and the journal entry are written on hosts by `systemd.files`.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import functools
 import logging
 import re
-import secrets
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,20 +26,12 @@ from deploy_guard.guard.engine import HostTarget, in_parallel
 from deploy_guard.model import HostResult, RunReport
 from deploy_guard.observe import metrics, notify, receipts
 from deploy_guard.observe.report import dumps
+from deploy_guard.systemd import files
+from deploy_guard.transport import process
 from deploy_guard.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
-REMOTE_TIMEOUT: Final = 30.0
-# One remote command line reaches the host's shell as a single argument, which Linux caps at
-# 128 KiB (MAX_ARG_STRLEN): 48 KiB of content is 64 KiB of base64, with room to spare.
-CHUNK_BYTES: Final = 48 * 1024
-# $1 umask, $2 "new" or "append", $3 base64 chunk, $4 temporary file, $5 target ("" until the
-# last chunk). Constant: data only ever arrives as positional parameters.
-WRITE_SCRIPT: Final = """umask "$1"
-if [ "$2" = new ]; then : > "$4" || exit; fi
-printf %s "$3" | base64 -d >> "$4" || exit
-if [ -n "$5" ]; then mv -f -T -- "$4" "$5"; fi"""
 _GIT_REVISION: Final = re.compile(r"^[0-9a-f]{40,64}$")
 
 
@@ -63,47 +48,11 @@ def git_revision(cwd: Path) -> str | None:
     """`git rev-parse HEAD` in ``cwd``; None outside a repository, before the first commit,
     or without git."""
     try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=cwd, capture_output=True,
-            text=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
+        completed = process.git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd, timeout=10)
+    except process.ProcessTimeout:
         return None
     revision = completed.stdout.strip()
     return revision if completed.returncode == 0 and _GIT_REVISION.match(revision) else None
-
-
-def put_file(transport: Transport, path: PurePosixPath, content: bytes, *, private: bool) -> None:
-    """Replace ``path`` on the host with ``content`` atomically: mode 0600 when ``private``,
-    else 0644.
-
-    Raises:
-        TransportError: the file could not be written (the temporary file is removed).
-    """
-    temporary = path.with_name(f"{path.name}.tmp-{secrets.token_hex(4)}")
-    chunks = [content[i : i + CHUNK_BYTES] for i in range(0, len(content), CHUNK_BYTES)]
-    chunks = chunks or [b""]
-    try:
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            argv = ["sh", "-c", WRITE_SCRIPT, "sh", "077" if private else "022",
-                    "append" if index else "new", base64.b64encode(chunk).decode("ascii"),
-                    str(temporary), str(path) if last else ""]  # fmt: skip
-            transport.run(argv, timeout=REMOTE_TIMEOUT, check=True)
-    except TransportError:
-        with contextlib.suppress(TransportError):  # the connection is gone: the error says why
-            transport.run(["rm", "-f", "--", str(temporary)], timeout=REMOTE_TIMEOUT, check=False)
-        raise
-
-
-def read_file(transport: Transport, path: PurePosixPath) -> str | None:
-    """The file's text, or None when it cannot be read (usually: it does not exist yet).
-
-    Raises:
-        TransportError: the host could not be asked.
-    """
-    result = transport.run(["cat", "--", str(path)], timeout=REMOTE_TIMEOUT, check=False)
-    return result.stdout if result.ok else None
 
 
 def _reason(exc: DeployGuardError) -> str:
@@ -116,7 +65,7 @@ def write_metrics(transport: Transport, host: HostResult, observation: Observati
     path = PurePosixPath(observation.config.metrics.textfile_dir) / metrics.TEXTFILE_NAME
     warnings = []
     try:
-        text = read_file(transport, path)
+        text = files.read_file(transport, path)
         previous = metrics.PreviousMetrics()
         if text:
             try:
@@ -124,8 +73,8 @@ def write_metrics(transport: Transport, host: HostResult, observation: Observati
             except ValueError as exc:
                 warnings.append(f"{host.host}: the previous {path} could not be read ({exc}); "
                                 "its last-success timestamps start over")  # fmt: skip
-        put_file(transport, path, metrics.render(observation.report, host, previous),
-                 private=False)  # fmt: skip
+        content = metrics.render(observation.report, host, previous)
+        files.put_file(transport, path, content, private=False)
     except DeployGuardError as exc:
         warnings.append(f"{host.host}: metrics not written to {path}: {_reason(exc)}")
     return warnings
@@ -138,22 +87,18 @@ def write_receipts(transport: Transport, host: HostResult, observation: Observat
     directory = PurePosixPath(receipts.RECEIPTS_DIRECTORY)
     try:
         name = receipts.receipt_name(report.run_id)
-        transport.run(["install", "-d", "-m", "0700", "--", str(directory)],
-                      timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
+        files.make_directory(transport, directory, "0700")
         document = receipts.receipt_document(report, host, revision)
-        put_file(transport, directory / name, dumps(document).encode(), private=True)
+        files.put_file(transport, directory / name, dumps(document).encode(), private=True)
         backups_end = receipts.oldest_proven_backup(host)
         if backups_end is not None:  # a whole proven run only (issue 11, case 7)
             document = receipts.last_success_document(report, host, revision, backups_end)
-            put_file(transport, directory / receipts.LAST_SUCCESS_NAME, dumps(document).encode(),
-                     private=True)  # fmt: skip
-        listing = transport.run(["ls", "-1A", "--", str(directory)], timeout=REMOTE_TIMEOUT,
-                                check=True)  # fmt: skip
-        old = receipts.receipts_to_delete(listing.stdout.splitlines(),
-                                          observation.config.receipts.keep)  # fmt: skip
+            last = directory / receipts.LAST_SUCCESS_NAME
+            files.put_file(transport, last, dumps(document).encode(), private=True)
+        listing = files.list_directory(transport, directory)
+        old = receipts.receipts_to_delete(listing, observation.config.receipts.keep)
         if old:
-            transport.run(["rm", "-f", "--", *(str(directory / item) for item in old)],
-                          timeout=REMOTE_TIMEOUT, check=True)  # fmt: skip
+            files.remove_files(transport, (directory / item for item in old))
     except (DeployGuardError, ValueError) as exc:
         reason = _reason(exc) if isinstance(exc, DeployGuardError) else str(exc)
         return [f"{host.host}: receipt not written to {directory}: {reason}"]
@@ -164,7 +109,7 @@ def log_in_journal(transport: Transport, host: HostResult, observation: Observat
     """One entry: SYSLOG_IDENTIFIER=deploy-guard, DEPLOY_GUARD_RUN_ID, DEPLOY_GUARD_OUTCOME."""
     fields = receipts.journal_fields(observation.report, host, observation.git_revision)
     try:
-        transport.run(receipts.journal_argv(fields), timeout=REMOTE_TIMEOUT, check=True)
+        files.log_in_journal(transport, fields)
     except DeployGuardError as exc:
         return [f"{host.host}: run not logged in the journal: {_reason(exc)}"]
     return []

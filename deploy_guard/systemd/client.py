@@ -15,7 +15,7 @@ from typing import Final, TypeVar
 
 from deploy_guard.errors import CommandFailed, HostProtocolError, JournalUnreadable
 from deploy_guard.secrets import mask_secrets
-from deploy_guard.systemd import parse
+from deploy_guard.systemd import files, parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
 from deploy_guard.transport.base import CommandResult, LineStream, Transport
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 MIN_SYSTEMD_VERSION: Final = 248
 SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
 JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
+QUICK_TIMEOUT: Final = 30.0  # the failed units, the system state, a unit's journal
 # `journalctl --follow` that ends when its stdin closes (the SSH channel or our pipe): without
 # a pty nothing else would stop it on the host. fd 3 keeps the real stdin, because an
 # asynchronous list in a non-interactive sh reads /dev/null; `exec` keeps $$ for the kill.
@@ -140,8 +141,8 @@ class SystemdClient:
 
     def version_and_file(self, path: str) -> tuple[int, str | None]:
         """`version` and `read_file(path)` in one round trip."""
-        version, text = self.batch([[*SYSTEMCTL, "--version"], ["cat", "--", path]])
-        return self._version_from(version), self._file_from(text, path)
+        version, text = self.batch([[*SYSTEMCTL, "--version"], files.read_argv(path)])
+        return self._version_from(version), files.file_text(self.host, text, path)
 
     def version(self) -> int:
         """The host's systemd version.
@@ -356,20 +357,46 @@ class SystemdClient:
         stream: LineStream = open_stream(["sh", "-c", FOLLOW_SCRIPT, "sh", *argv])
         return JournalFollow(stream, cursor, frozenset(units))
 
+    def failed_units(self) -> tuple[str, ...]:
+        """Units of every type that systemd reports failed right now.
+
+        Raises:
+            DeployGuardError: the host cannot be asked, or the answer makes no sense.
+        """
+        argv = [*SYSTEMCTL, "list-units", "--state=failed", "--all", "--plain", "--no-legend"]
+        result = self.transport.run(argv, timeout=QUICK_TIMEOUT, check=True)
+        units = self._parsed("the failed units", lambda: parse.parse_unit_list(result.stdout))
+        return tuple(sorted(unit.unit for unit in units))
+
+    def system_state(self) -> str:
+        """What `systemctl is-system-running` prints (it exits non-zero for degraded and
+        others)."""
+        argv = [*SYSTEMCTL, "is-system-running"]
+        return self.transport.run(argv, timeout=QUICK_TIMEOUT, check=False).stdout.strip()
+
+    def unit_journal(self, unit: str, lines: int, cursor: str | None = None) -> tuple[str, ...]:
+        """The last ``lines`` journal lines of ``unit`` in this boot (after ``cursor``): its
+        processes' output and systemd's messages about it, secrets masked.
+
+        For when the per-invocation read misses the output: journald tags a line with
+        `_SYSTEMD_INVOCATION_ID` by looking up the sender's cgroup, and a process that exits
+        within milliseconds can be gone by then; the line keeps `_SYSTEMD_UNIT` only (seen on
+        the testbed with systemd 252 for about one run in four of `sh -c 'echo ...; exit 1'`).
+        """
+        argv = [*JOURNALCTL, "--output=cat"]
+        argv += [f"--cursor={cursor}"] if cursor else [f"--lines={lines}"]
+        argv += [f"_SYSTEMD_UNIT={unit}", "+", f"UNIT={unit}"]
+        result = self.transport.run(argv, timeout=QUICK_TIMEOUT, check=False)
+        tail = result.stdout.splitlines()[-lines:] if result.ok and lines > 0 else []
+        return tuple(mask_secrets(line) for line in tail)
+
     def read_file(self, path: str) -> str | None:
-        """A file's text, or None when it does not exist.
+        """A file's text, or None when it does not exist (`files.file_text`).
 
         Raises:
             HostProtocolError: it exists but cannot be read.
         """
-        return self._file_from(self._run(["cat", "--", path], check=False), path)
-
-    def _file_from(self, result: CommandResult, path: str) -> str | None:
-        if result.ok:
-            return result.stdout
-        if "No such file" in result.stderr:
-            return None
-        raise HostProtocolError(self.host, f"cannot read {path}: {result.stderr.strip()}")
+        return files.file_text(self.host, self._run(files.read_argv(path), check=False), path)
 
     def host_time(self) -> datetime:
         """The host's own clock (ages are measured on it: no skew with ours)."""

@@ -18,18 +18,16 @@ from unittest.mock import create_autospec
 
 import pytest
 
-from deploy_guard.deploy.gate import (
+from deploy_guard.deploy.gate import GateDecision, decide_gate
+from deploy_guard.deploy.override import (
     AUDIT_FILE,
-    GateDecision,
     OverrideNotRecorded,
     OverrideRecord,
-    decide_gate,
-    deploy_environment,
     guard_failures,
     journal_override,
-    run_deploy,
     write_audit,
 )
+from deploy_guard.deploy.runner import deploy_environment, run_deploy
 from deploy_guard.deploy.tools import DeployCommand, DeployPlan
 from deploy_guard.errors import CommandFailed, ExitCode, HostUnreachable
 from deploy_guard.model import (
@@ -42,6 +40,7 @@ from deploy_guard.model import (
     StageResult,
     UnitResult,
 )
+from deploy_guard.systemd import files
 from deploy_guard.transport.base import CommandResult, Transport
 
 OK, PARTIAL, CRITICAL = ExitCode.OK, ExitCode.PARTIAL, ExitCode.CRITICAL
@@ -301,7 +300,7 @@ def test_override_is_logged_with_logger_on_every_host() -> None:
     assert warnings == []
     for transport in transports.values():
         transport.run.assert_called_once_with(  # type: ignore[attr-defined]
-            ["logger", "-t", "deploy-guard", "--", record().journal_message()],
+            files.journal_argv([f"MESSAGE={record().journal_message()}", "PRIORITY=5"]),
             timeout=30, check=True,
         )  # fmt: skip
         transport.close.assert_called_once_with()  # type: ignore[attr-defined]

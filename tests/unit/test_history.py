@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from deploy_guard.cli import cli
-from deploy_guard.deploy.gate import OverrideRecord, write_audit
+from deploy_guard.deploy.override import OverrideRecord, write_audit
 from deploy_guard.errors import ExitCode
 from deploy_guard.model import (
     DeployOutcome,

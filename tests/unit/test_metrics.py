@@ -31,14 +31,9 @@ from deploy_guard.model import (
 )
 from deploy_guard.observe import metrics, receipts
 from deploy_guard.observe.metrics import PreviousMetrics, parse_previous, render
-from deploy_guard.observe.run import (
-    CHUNK_BYTES,
-    WRITE_SCRIPT,
-    git_revision,
-    observe,
-    put_file,
-    read_file,
-)
+from deploy_guard.observe.run import git_revision, observe
+from deploy_guard.systemd import files
+from deploy_guard.systemd.files import CHUNK_BYTES, WRITE_SCRIPT, put_file, read_file
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
 
@@ -244,9 +239,9 @@ def test_journal_fields_carry_run_id_and_outcome_on_one_line_each(
     assert as_dict["PRIORITY"] == priority
     assert "DEPLOY_GUARD_GIT_REVISION" not in as_dict
     assert as_dict["MESSAGE"].startswith(f"deploy-guard run {RUN_ID}: forge {outcome}")
-    argv = receipts.journal_argv(fields)
-    assert argv[:4] == ["sh", "-c", receipts.JOURNAL_SCRIPT, "sh"]
-    assert RUN_ID not in receipts.JOURNAL_SCRIPT
+    argv = files.journal_argv(fields)
+    assert argv[:4] == ["sh", "-c", files.JOURNAL_SCRIPT, "sh"]
+    assert RUN_ID not in files.JOURNAL_SCRIPT
 
 
 @pytest.mark.parametrize("size", [0, 10, CHUNK_BYTES, 3 * CHUNK_BYTES + 17])

@@ -19,7 +19,6 @@ from deploy_guard.config import (
 from deploy_guard.errors import CommandFailed, CommandTimeout, ConfigError
 from deploy_guard.guard.preflight import (
     DiskUsage,
-    command_problem,
     format_size,
     judge_free_space,
     judge_system_state,
@@ -29,13 +28,13 @@ from deploy_guard.guard.preflight import (
     parse_df,
     preflight_json,
     run_preflight,
-    timed_argv,
 )
 from deploy_guard.guard.stage import EngineSettings, StageContext
 from deploy_guard.model import CheckResult, Outcome, UnitResult
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import ParseError, UnitState
 from deploy_guard.transport.base import CommandResult
+from deploy_guard.transport.timed import command_problem, timed_argv
 from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
 
 GiB = 1024**3
