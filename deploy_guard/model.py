@@ -8,7 +8,6 @@ produce them (`preflight`, `verify`, `health`) and those that read them (`engine
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -338,38 +337,3 @@ def host_exit_code(stages: tuple[StageResult, ...]) -> ExitCode:
 def worst(codes: list[ExitCode]) -> ExitCode:
     """With several hosts the worst exit code wins (an empty list is success)."""
     return max(codes, default=ExitCode.OK)
-
-
-Failure = dict[str, str | None]
-# A unit in a run's failures: its stage, its name, its outcome's value, the reason.
-FailedRun = tuple[str | None, str | None, str, str | None]
-
-
-def host_failures(host: str, error: str | None, units: Iterable[FailedRun]) -> list[Failure]:
-    """What failed on ``host``, as the audit log and `history` list it: the host's error, then
-    every unit whose outcome is not a success (an outcome we do not know is not one)."""
-    failures: list[Failure] = [{"host": host, "error": error}] if error else []
-    successes = {outcome.value for outcome in Outcome if outcome.is_success}
-    for stage, unit, outcome, reason in units:
-        if outcome not in successes:
-            failures.append(
-                {"host": host, "stage": stage, "unit": unit, "outcome": outcome, "reason": reason}
-            )
-    return failures
-
-
-def run_failures(report: RunReport) -> list[Failure]:
-    """`host_failures` of every host of the run."""
-    return [
-        failure
-        for host in report.hosts
-        for failure in host_failures(
-            host.host,
-            host.error,
-            (
-                (stage.name, unit.unit, unit.outcome.value, unit.reason)
-                for stage in host.stages
-                for unit in stage.units
-            ),
-        )
-    ]

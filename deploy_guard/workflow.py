@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from deploy_guard.deploy.check import (
     routes,
 )
 from deploy_guard.deploy.gate import GateDecision, decide_gate
+from deploy_guard.deploy.hook import PushedRef, changed_files, hook_selections, narrow_hosts
 from deploy_guard.deploy.override import (
     OverrideRecord,
     guard_failures,
@@ -56,6 +57,8 @@ from deploy_guard.guard.engine import (
     run_hosts,
 )
 from deploy_guard.guard.stage import EngineSettings
+from deploy_guard.hosts.selection import known_hosts, select_hosts
+from deploy_guard.hosts.targets import flake_inventory, resolve_targets
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
@@ -73,7 +76,7 @@ from deploy_guard.render import print_summary
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from deploy_guard.config import Config
+    from deploy_guard.config import Config, HookConfig
     from deploy_guard.events import Event
     from deploy_guard.transport.base import Transport
 
@@ -265,6 +268,39 @@ def guard_and_gate(
         )
         result, warnings = _record_override(session, result, request.override, targets, plan)
     return Gated(result, gate, tuple(warnings))
+
+
+def push_selections(
+    hook_config: HookConfig, pushes: Sequence[PushedRef], remote: str | None,
+    note: Callable[[str], None],
+) -> list[str]:  # fmt: skip
+    """The host selections the protected pushes concern (git diffs only with `paths`)."""
+    if not hook_config.paths:
+        return list(hook_config.hosts)
+    changes = []
+    for push in pushes:
+        changed = changed_files(push, remote)
+        if changed.files is None:
+            note(f"cannot tell which files the push to {push.branch} changes "
+                 f"({changed.unknown_because}); guarding every host in [hook] hosts")  # fmt: skip
+        changes.append(changed.files)
+    return hook_selections(hook_config.hosts, hook_config.paths, changes)
+
+
+def push_targets(
+    config: Config, path: Path | None, selections: list[str]
+) -> tuple[HostTarget, ...]:
+    """Read the inventory (only now: something must be guarded) and resolve the hosts.
+
+    Raises:
+        ConfigError: inventory failure, or a `paths` selection outside `hosts`.
+        UsageError: a tag or glob that matches no host.
+    """
+    flake_hosts = flake_inventory(config, path)
+    known = known_hosts(config, flake_hosts)
+    protected = select_hosts(config.hook.hosts, known)
+    names = narrow_hosts(protected, select_hosts(selections, known), path)
+    return resolve_targets(config, names, flake_hosts=flake_hosts)
 
 
 def guard_push(session: Session, targets: tuple[HostTarget, ...], override: str | None) -> Gated:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -17,25 +17,19 @@ from rich.text import Text
 
 from deploy_guard import workflow
 from deploy_guard.cli.common import Common, common_options, console, examples, session
-from deploy_guard.config import Config, HookConfig, load_config
+from deploy_guard.config import load_config
 from deploy_guard.deploy.gate import GateDecision
 from deploy_guard.deploy.hook import (
     OVERRIDE_ENV,
     PushedRef,
-    changed_files,
-    hook_selections,
     hooks_directory,
     install_hook,
-    narrow_hosts,
     override_reason,
     parse_push_lines,
     protected_pushes,
     pushes_from_pre_commit,
 )
 from deploy_guard.errors import ConfigError, ExitCode, UsageError
-from deploy_guard.guard.engine import HostTarget
-from deploy_guard.hosts.selection import known_hosts, select_hosts
-from deploy_guard.hosts.targets import flake_inventory, resolve_targets
 from deploy_guard.model import RunReport
 from deploy_guard.observe import report
 from deploy_guard.render import EXIT_MEANING, print_summary
@@ -94,37 +88,6 @@ def _read_pushes() -> tuple[PushedRef, ...]:
     return pushes
 
 
-def _selections(
-    hook_config: HookConfig, pushes: Sequence[PushedRef], remote: str | None,
-    note: Callable[[str], None],
-) -> list[str]:  # fmt: skip
-    """The host selections the protected pushes concern (git diffs only with `paths`)."""
-    if not hook_config.paths:
-        return list(hook_config.hosts)
-    changes = []
-    for push in pushes:
-        changed = changed_files(push, remote)
-        if changed.files is None:
-            note(f"cannot tell which files the push to {push.branch} changes "
-                 f"({changed.unknown_because}); guarding every host in [hook] hosts")  # fmt: skip
-        changes.append(changed.files)
-    return hook_selections(hook_config.hosts, hook_config.paths, changes)
-
-
-def _targets(config: Config, path: Path | None, selections: list[str]) -> tuple[HostTarget, ...]:
-    """Read the inventory (only now: something must be guarded) and resolve the hosts.
-
-    Raises:
-        ConfigError: inventory failure, or a `paths` selection outside `hosts`.
-        UsageError: a tag or glob that matches no host.
-    """
-    flake_hosts = flake_inventory(config, path)
-    known = known_hosts(config, flake_hosts)
-    protected = select_hosts(config.hook.hosts, known)
-    names = narrow_hosts(protected, select_hosts(selections, known), path)
-    return resolve_targets(config, names, flake_hosts=flake_hosts)
-
-
 def _verdict(
     output: Console, result: RunReport, gate: GateDecision, warnings: Sequence[str]
 ) -> None:
@@ -176,11 +139,11 @@ def pre_push(common: Common, remote: str | None, url: str | None) -> int:
     if not protected:
         note(f"no protected branch ({', '.join(config.hook.branches)}) updated; not guarded")
         return int(ExitCode.OK)
-    selections = _selections(config.hook, protected, remote, note)
+    selections = workflow.push_selections(config.hook, protected, remote, note)
     if not selections:
         note("no file mapped in [hook.paths] changed; not guarded")
         return int(ExitCode.OK)
-    targets = _targets(config, path, selections)
+    targets = workflow.push_targets(config, path, selections)
     branches = ", ".join(dict.fromkeys(str(push.branch) for push in protected))
     note(f"guarding {', '.join(t.name for t in targets)} before pushing {branches} "
          f"to {remote or url or 'the remote'}")  # fmt: skip

@@ -42,7 +42,9 @@ from deploy_guard.config.checks import (
     VerifyConfig,
     parse_size,
 )
-from deploy_guard.config.deploy import DeployConfig, HookConfig, InventoryConfig
+from deploy_guard.config.deploy import DeployConfig
+from deploy_guard.config.hook import HookConfig
+from deploy_guard.config.inventory import InventoryConfig
 from deploy_guard.config.messages import format_errors
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
 from deploy_guard.config.proof import ProofConfig

@@ -13,7 +13,7 @@ from typing import Final
 from deploy_guard.config import DeployConfig
 from deploy_guard.errors import UsageError
 from deploy_guard.transport import process
-from deploy_guard.transport.sshdest import split_port
+from deploy_guard.transport.sshconfig import split_port
 
 HOST_PLACEHOLDER = "{host}"
 HOSTS_PLACEHOLDER = "{hosts}"

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy_guard.deploy.override import AUDIT_FILE
-from deploy_guard.model import Failure, host_failures
+from deploy_guard.model import Outcome
 
 RUNS_DIRECTORY: Final = "runs"
+Failure = dict[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +75,15 @@ def _report_failures(hosts: Sequence[dict[str, Any]]) -> tuple[Failure, ...]:
     """Host errors and every unit that did not succeed (the audit log's `failures` shape)."""
     failures: list[Failure] = []
     for host in hosts:
-        error = str(host["error"]) if host.get("error") else None
-        units = [
-            (stage.get("name"), unit.get("unit"), str(unit.get("outcome")), unit.get("reason"))
-            for stage in host.get("stages") or ()
-            for unit in (_object(u, "a unit") for u in _object(stage, "a stage").get("units") or ())
-        ]
-        failures += host_failures(host["host"], error, units)
+        if host.get("error"):
+            failures.append({"host": host["host"], "error": str(host["error"])})
+        for stage in host.get("stages") or ():
+            for unit in _object(stage, "a stage").get("units") or ():
+                outcome = str(_object(unit, "a unit").get("outcome"))
+                if outcome not in {o.value for o in Outcome if o.is_success}:
+                    failures.append({"host": host["host"], "stage": stage.get("name"),
+                                     "unit": unit.get("unit"), "outcome": outcome,
+                                     "reason": unit.get("reason")})  # fmt: skip
     return tuple(failures)
 
 

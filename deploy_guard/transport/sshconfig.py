@@ -115,6 +115,20 @@ def parse_destination(destination: str) -> Destination:
     return _checked(destination, Destination(host=host, user=user or None, port=port))
 
 
+def split_port(destination: str) -> tuple[str, int | None]:
+    """``user@host:2222`` -> (``user@host``, 2222); ``[::1]:22`` -> (``[::1]``, 22): the port
+    as `parse_destination` reads it, cut off. Without one (or for an ``ssh://`` URI, which
+    ssh reads whole, or a destination that does not parse) the destination comes back whole.
+    """
+    try:
+        port = parse_destination(destination).port
+    except ConfigError:
+        return destination, None
+    if port is None or destination.strip().startswith("ssh://"):
+        return destination, None
+    return destination.strip()[: destination.strip().rindex(":")], port
+
+
 def _parse_uri(destination: str, text: str) -> Destination:
     parts = urlsplit(text)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
