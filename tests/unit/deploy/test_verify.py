@@ -43,7 +43,7 @@ from deploy_guard.model import (
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import Transport
 from tests.unit.fakesystemd import FakeClock, SimUnit
-from tests.unit.test_preflight import ScriptedHost
+from tests.unit.guard.test_preflight import ScriptedHost
 
 OLD_BOOT = "0a1b2c3d000040008000000000000001"
 NEW_BOOT = "ffff0000000040008000000000000002"

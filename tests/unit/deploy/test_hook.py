@@ -27,7 +27,7 @@ from deploy_guard.deploy.hook import (
 )
 from deploy_guard.errors import ConfigError, ExitCode, UsageError
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 ZERO = "0" * 40
 LOCAL = "a" * 40
 REMOTE = "b" * 40

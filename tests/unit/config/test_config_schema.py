@@ -20,7 +20,7 @@ from deploy_guard.config import config_json_schema, parse_config
 from deploy_guard.durations import parse_duration
 from deploy_guard.errors import ConfigError
 
-REPOSITORY_ROOT: Final = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT: Final = Path(__file__).resolve().parents[3]
 TOML_BLOCK: Final = re.compile(r"^```toml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 

@@ -13,7 +13,7 @@ import pytest
 from deploy_guard.model import Outcome, StageOutcome
 from deploy_guard.systemd.client import SystemdClient
 from tests.unit.fakesystemd import FakeClock, FakeHost, SimUnit
-from tests.unit.test_engine import StageHarness, results, stage_plan
+from tests.unit.guard.test_engine import StageHarness, results, stage_plan
 
 STEP = 0.125  # the fake stream's time step: exact in binary, so times compare exactly
 
