@@ -337,3 +337,8 @@ def host_exit_code(stages: tuple[StageResult, ...]) -> ExitCode:
 def worst(codes: list[ExitCode]) -> ExitCode:
     """With several hosts the worst exit code wins (an empty list is success)."""
     return max(codes, default=ExitCode.OK)
+
+
+# One entry of a run's failures (the audit record's and `history`'s `failures`): a host error
+# or a unit that did not succeed (`observe.report.run_failures`).
+Failure = dict[str, str | None]

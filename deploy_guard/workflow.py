@@ -33,7 +33,6 @@ from deploy_guard.deploy.gate import GateDecision, decide_gate
 from deploy_guard.deploy.hook import PushedRef, changed_files, hook_selections, narrow_hosts
 from deploy_guard.deploy.override import (
     OverrideRecord,
-    guard_failures,
     journal_override,
     local_user,
     write_audit,
@@ -70,6 +69,7 @@ from deploy_guard.model import (
     RunReport,
 )
 from deploy_guard.observe import report
+from deploy_guard.observe.report import guard_failures
 from deploy_guard.observe.run import git_revision, observe
 from deploy_guard.render import print_summary
 

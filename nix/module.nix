@@ -20,11 +20,10 @@ let
 
   stateDirectory = "/var/lib/deploy-guard";
   receiptPath = "${stateDirectory}/receipts/last-success.json";
-  stageOrder = [
-    "snapshots"
-    "replication"
-    "applications"
-  ];
+  # The backup kinds and the built-in stages, described once for the module and the CLI
+  # (deploy_guard/kinds.toml, docs/architecture.md "Backup kinds").
+  kindsTable = builtins.fromTOML (builtins.readFile ../deploy_guard/kinds.toml);
+  stageOrder = map (stage: stage.name) kindsTable.stages;
 
   # syncoid names its units with its own escaping (nixpkgs
   # nixos/modules/services/backup/syncoid.nix, escapeUnitName): every run of characters
@@ -63,22 +62,35 @@ let
     )
   );
 
-  # The units each backup module defines, by the stage that runs them (FIELD-NOTES table).
-  derivedUnits = {
-    snapshots = lib.optional (isEnabled (services.sanoid or { })) "sanoid.service";
-    replication = lib.optionals (isEnabled (services.syncoid or { })) (
-      map (name: "syncoid-${escapeSyncoidName name}.service") (
-        names (services.syncoid.commands or { })
-      )
-    );
-    applications =
-      map (name: "restic-backups-${name}.service") (names (services.restic.backups or { }))
-      ++ pgbackrestUnits
-      ++ map (name: "borgbackup-job-${name}.service") (names (services.borgbackup.jobs or { }))
-      ++ postgresqlBackupUnits
-      ++ lib.optional (isEnabled (services.mysqlBackup or { })) "mysql-backup.service"
-      ++ map (name: "btrbk-${name}.service") (names (services.btrbk.instances or { }));
+  # The units of one [[kinds]] row of kinds.toml: `derive` says how (the table's header).
+  optionAt = path: lib.attrByPath (lib.splitString "." path) { } config;
+  escapes = {
+    syncoid = escapeSyncoidName;
   };
+  customUnits = {
+    pgbackrest = pgbackrestUnits;
+    postgresqlBackup = postgresqlBackupUnits;
+  };
+  kindUnits =
+    kind:
+    let
+      nixos = kind.nixos;
+      escape = escapes.${nixos.escape or ""} or (name: name);
+      unitFor = name: builtins.replaceStrings [ "{name}" ] [ (escape name) ] nixos.unit;
+    in
+    if nixos.derive == "enabled" then
+      lib.optional (isEnabled (optionAt nixos.option)) nixos.unit
+    else if nixos.derive == "names" then
+      lib.optionals (nixos ? enable -> isEnabled (optionAt nixos.enable)) (
+        map unitFor (names (optionAt nixos.option))
+      )
+    else
+      customUnits.${nixos.derive};
+
+  # The units each backup module defines, by the stage that runs them (FIELD-NOTES table).
+  derivedUnits = lib.genAttrs stageOrder (
+    stage: lib.concatMap kindUnits (lib.filter (kind: kind.stage == stage) kindsTable.kinds)
+  );
 
   stageUnits =
     name:
@@ -443,11 +455,7 @@ in
       description = "SSH public keys allowed to log in as the guard user.";
     };
 
-    stages = {
-      snapshots = stageOptions "snapshots";
-      replication = stageOptions "replication";
-      applications = stageOptions "applications";
-    };
+    stages = lib.genAttrs stageOrder stageOptions;
 
     onHost = {
       enable = lib.mkEnableOption "deploy-guard.service, running `deploy-guard run local` as the guard user";

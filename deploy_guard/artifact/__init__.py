@@ -4,13 +4,14 @@ pure judge over its tool's own records plus the small command that reads them on
 A kind module provides ``KIND``, ``argv(params)`` (the listing command), ``judge(output,
 started_at, params)`` (the decision), ``describe(params)`` (for `plan`) and
 ``direct_params(unit, exec_argv)`` (what can be learnt without the NixOS module).
-Adding a backup kind is adding a file here and a line in ``UNIT_KINDS``.
+Adding a backup kind is adding a file here and a row in ``deploy_guard/kinds.toml``
+(whose ``proof_units`` make ``UNIT_KINDS``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol, cast
@@ -22,6 +23,7 @@ from deploy_guard.artifact.base import (
     Params,
     unverified,
 )
+from deploy_guard.kinds import KINDS
 
 __all__ = [
     "UNIT_KINDS",
@@ -48,23 +50,18 @@ class ProofKind(Protocol):
     def direct_params(self, unit: str, exec_argv: Sequence[str]) -> dict[str, Any]: ...
 
 
-# NixOS unit names (FIELD-NOTES table) -> the kind that proves them.
-UNIT_KINDS: Final = (
-    (re.compile(r"restic-backups-.+\.service"), "restic"),
-    (re.compile(r"borgbackup-job-.+\.service"), "borg"),
-    (re.compile(r"pgbackrest-.+-.+\.service"), "pgbackrest"),
-    (re.compile(r"postgresqlBackup(-.+)?\.service"), "dump"),
-    (re.compile(r"mysql-backup\.service"), "dump"),
-    (re.compile(r"sanoid\.service"), "sanoid"),
-    (re.compile(r"syncoid-.+\.service"), "syncoid"),
+# NixOS unit names (FIELD-NOTES table) -> the kind that proves them: deploy_guard/kinds.toml.
+UNIT_KINDS: Final = tuple(
+    (pattern, kind.proof) for kind in KINDS if kind.proof for pattern in kind.proof_units
 )
-_HELPERS: Final = re.compile(r".*-(stanza-create|replication-info|target-reachability)\.service")
-_KINDS: Final = ("restic", "borg", "pgbackrest", "dump", "sanoid", "syncoid", "command")
+# Helper units of a kind (its `exclude`) are never proven, whatever their name.
+_HELPERS: Final = tuple(pattern for kind in KINDS for pattern in kind.exclude)
+_KINDS: Final = (*dict.fromkeys(kind.proof for kind in KINDS if kind.proof), "command")
 
 
 def kind_for_unit(unit: str) -> str | None:
     """The kind that proves ``unit`` by its name, None when no built-in kind does."""
-    if _HELPERS.fullmatch(unit):
+    if any(fnmatch.fnmatchcase(unit, pattern) for pattern in _HELPERS):
         return None
     return next((kind for pattern, kind in UNIT_KINDS if pattern.fullmatch(unit)), None)
 

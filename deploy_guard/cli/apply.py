@@ -23,13 +23,11 @@ from deploy_guard.cli.common import (
     show_trace_option,
 )
 from deploy_guard.cli.guard import cancel_remote_option
-from deploy_guard.config import Config
+from deploy_guard.config import DEPLOY_TOOLS, Config
 from deploy_guard.errors import ExitCode, UsageError
 from deploy_guard.guard.engine import HostTarget
 from deploy_guard.observe import report
 from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
-
-TOOLS = ("nixos-rebuild", "colmena", "deploy-rs", "command")
 
 
 def _override_reason(value: str | None) -> str | None:
@@ -83,7 +81,7 @@ def _dry_run(
 @parallel_option
 @click.option(
     "--tool",
-    type=click.Choice(TOOLS),
+    type=click.Choice(DEPLOY_TOOLS),
     default=None,
     help="Deploy tool (default: [deploy] tool; 'command' when -- CMD is given without it).",
 )

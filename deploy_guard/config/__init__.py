@@ -42,7 +42,7 @@ from deploy_guard.config.checks import (
     VerifyConfig,
     parse_size,
 )
-from deploy_guard.config.deploy import DeployConfig
+from deploy_guard.config.deploy import DEPLOY_TOOLS, DeployConfig
 from deploy_guard.config.hook import HookConfig
 from deploy_guard.config.inventory import InventoryConfig
 from deploy_guard.config.messages import format_errors
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CONFIG_ENV",
     "CONFIG_NAME",
+    "DEPLOY_TOOLS",
     "NIXOS_ROLLBACK",
     "Age",
     "CommandCheck",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal, get_args
 
 from pydantic import Field, field_validator
 
 from deploy_guard.config.base import StrictModel
+
+# The deploy tools `apply` knows (`[deploy] tool`, --tool), listed here only: each has its
+# adapter in deploy_guard/deploy/tools.py.
+DeployTool = Literal["nixos-rebuild", "colmena", "deploy-rs", "command"]
+DEPLOY_TOOLS: Final[tuple[str, ...]] = get_args(DeployTool)
 
 
 def _not_root(value: str) -> str:
@@ -18,7 +23,7 @@ def _not_root(value: str) -> str:
 class DeployConfig(StrictModel):
     """`[deploy]`: how `deploy-guard apply` deploys the hosts whose guard passed."""
 
-    tool: Literal["nixos-rebuild", "colmena", "deploy-rs", "command"] = Field(
+    tool: DeployTool = Field(
         "nixos-rebuild", description="Deploy tool (--tool); `command` needs `command` or -- CMD"
     )
     flake: str = Field(".", description="The flake holding the hosts' configurations")

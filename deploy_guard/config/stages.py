@@ -9,6 +9,7 @@ from pydantic import (
     field_validator,
 )
 
+from deploy_guard import kinds
 from deploy_guard.config.base import Duration, StrictModel, check_patterns
 
 
@@ -79,27 +80,15 @@ class HostConfig(StrictModel):
 
 
 def default_stages() -> list[StageConfig]:
-    """The built-in stages, matching the NixOS module unit names (FIELD-NOTES table)."""
+    """The built-in stages, matching the NixOS module unit names (FIELD-NOTES table): one per
+    `[[stages]]` row of deploy_guard/kinds.toml, with the units of its kinds."""
     return [
-        StageConfig(name="snapshots", critical=True, timeout=300, units=["sanoid.service"]),
         StageConfig(
-            name="replication",
-            timeout=1800,
-            units=["syncoid-*.service"],
-            exclude=["*-replication-info.service", "*-target-reachability.service"],
-        ),
-        StageConfig(
-            name="applications",
-            timeout=3600,
-            units=[
-                "restic-backups-*.service",
-                "restic-backup-*.service",
-                "pgbackrest-*.service",
-                "borgbackup-job-*.service",
-                "postgresqlBackup*.service",
-                "mysql-backup.service",
-                "btrbk-*.service",
-            ],
-            exclude=["*-metrics.service", "*-stanza-create.service"],
-        ),
+            name=stage.name,
+            critical=stage.critical,
+            timeout=stage.timeout,
+            units=kinds.stage_units(stage.name),
+            exclude=kinds.stage_exclude(stage),
+        )
+        for stage in kinds.STAGES
     ]

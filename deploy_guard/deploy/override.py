@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from deploy_guard.errors import DeployGuardError, without_host
-from deploy_guard.model import Override, RunReport
+from deploy_guard.model import Failure, Override
 from deploy_guard.statefiles import private_directory
 from deploy_guard.systemd import files
 from deploy_guard.transport.base import Transport
@@ -22,22 +22,6 @@ AUDIT_FILE: Final = "audit.jsonl"
 
 class OverrideNotRecorded(DeployGuardError):
     """The override could not be written down, so it is not honoured."""
-
-
-def guard_failures(report: RunReport) -> list[dict[str, str | None]]:
-    """What failed, for the audit record: host errors and every unit that did not succeed."""
-    failures: list[dict[str, str | None]] = []
-    for host in report.hosts:
-        if host.error:
-            failures.append({"host": host.host, "error": host.error})
-        for stage in host.stages:
-            for unit in stage.units:
-                if not unit.outcome.is_success:
-                    failures.append(
-                        {"host": host.host, "stage": stage.name, "unit": unit.unit,
-                         "outcome": unit.outcome.value, "reason": unit.reason}
-                    )  # fmt: skip
-    return failures
 
 
 def local_user() -> str:
@@ -58,7 +42,7 @@ class OverrideRecord:
     override: Override
     run_id: str
     hosts: tuple[str, ...]
-    failures: list[dict[str, str | None]]
+    failures: list[Failure]
     commands: tuple[tuple[str, ...], ...]
 
     def audit_line(self) -> str:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy_guard.deploy.override import AUDIT_FILE
-from deploy_guard.model import Outcome
+from deploy_guard.model import Failure
+from deploy_guard.observe.report import run_failures
 
 RUNS_DIRECTORY: Final = "runs"
-Failure = dict[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,22 +71,6 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _report_failures(hosts: Sequence[dict[str, Any]]) -> tuple[Failure, ...]:
-    """Host errors and every unit that did not succeed (the audit log's `failures` shape)."""
-    failures: list[Failure] = []
-    for host in hosts:
-        if host.get("error"):
-            failures.append({"host": host["host"], "error": str(host["error"])})
-        for stage in host.get("stages") or ():
-            for unit in _object(stage, "a stage").get("units") or ():
-                outcome = str(_object(unit, "a unit").get("outcome"))
-                if outcome not in {o.value for o in Outcome if o.is_success}:
-                    failures.append({"host": host["host"], "stage": stage.get("name"),
-                                     "unit": unit.get("unit"), "outcome": outcome,
-                                     "reason": unit.get("reason")})  # fmt: skip
-    return tuple(failures)
-
-
 def entry_from_report(document: Any, path: Path | None = None) -> HistoryEntry:
     """A saved report (`report.run_json`) as a history entry.
 
@@ -114,7 +98,7 @@ def entry_from_report(document: Any, path: Path | None = None) -> HistoryEntry:
         exit_code=code,
         deployed=isinstance(deploy, dict) and deploy.get("exit_code") == 0,
         override=_override(override, audited=False) if override is not None else None,
-        failures=_report_failures(hosts),
+        failures=tuple(run_failures(hosts)),
         report=path,
     )
 

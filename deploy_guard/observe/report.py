@@ -4,7 +4,7 @@ versions add fields, never rename them (README, "Report schema")."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -16,7 +16,9 @@ from deploy_guard.guard.preflight import preflight_json
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
+    Failure,
     HostResult,
+    Outcome,
     Override,
     RunReport,
     StageResult,
@@ -204,3 +206,37 @@ def save_run(report: RunReport, env: Mapping[str, str]) -> Path:
     path = runs / f"{report.run_id}.json"
     write_private(path, dumps(run_json(report)))
     return path
+
+
+def run_failures(hosts: Iterable[Mapping[str, Any]]) -> list[Failure]:
+    """What failed in a run, in the audit record's `failures` shape: host errors and every unit
+    that did not succeed, from the report document's ``hosts`` (`host_json`, or a saved
+    report read back by `history`).
+
+    Raises:
+        ValueError: a stage or unit of a document read back is not a JSON object.
+    """
+    success = {outcome.value for outcome in Outcome if outcome.is_success}
+    failures: list[Failure] = []
+    for host in hosts:
+        if host.get("error"):
+            failures.append({"host": host["host"], "error": str(host["error"])})
+        for stage in host.get("stages") or ():
+            for unit in _object(stage, "a stage").get("units") or ():
+                outcome = str(_object(unit, "a unit").get("outcome"))
+                if outcome not in success:
+                    failures.append({"host": host["host"], "stage": stage.get("name"),
+                                     "unit": unit.get("unit"), "outcome": outcome,
+                                     "reason": unit.get("reason")})  # fmt: skip
+    return failures
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def guard_failures(report: RunReport) -> list[Failure]:
+    """What failed in the guard run ``report``, for the audit record (`run_failures`)."""
+    return run_failures(host_json(host) for host in report.hosts)

@@ -810,3 +810,10 @@ def test_wheel_installs_and_runs_in_a_clean_virtualenv(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=elsewhere, check=True,
     )  # fmt: skip
     assert str(environment) in located.stdout
+    # The backup kinds table is data, not code: the wheel must ship it (pyproject package-data).
+    stages = subprocess.run(
+        [str(python), "-c", "from deploy_guard.config import default_stages as d; "
+         "print(' '.join(s.name for s in d()))"],
+        capture_output=True, text=True, cwd=elsewhere, check=False,
+    )  # fmt: skip
+    assert stages.stdout.split() == ["snapshots", "replication", "applications"], stages.stderr

@@ -25,7 +25,7 @@ GROUND_VALUES = "The ground modules (values only) import no module that does I/O
 SYSTEMD = "The systemd and transport packages import no engine-level module"
 PROCESSES = "Only transport.process and the SSH transport start processes or open sockets"
 ROLES = "The role packages import downward only (cli first, transport last)"
-VALUES = "config, manifest and artifact (values and their parsers) import no role package"
+VALUES = "config, kinds, manifest, artifact (values) import no role package"
 DECIDERS = "The deciders (verdict, freshness, gate) talk to no host"
 ALL = (CLICK, PARAMIKO, GROUND_LAYERS, GROUND_VALUES, SYSTEMD, PROCESSES, ROLES, VALUES, DECIDERS)
 

@@ -30,6 +30,7 @@ from deploy_guard.render import print_summary
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.transport.base import PARAMIKO_LOGGER, CommandResult, Transport
+from tests import builders
 
 # What systemctl 252 prints where systemd is not PID 1 (run in a container here), exit 1.
 NO_BUS_STDERR = (
@@ -110,8 +111,9 @@ def open_umask() -> Iterator[None]:
 
 def a_report() -> RunReport:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    return RunReport("20260102T030405Z-abcdef", "run", at, at, ExitCode.OK,
-                     (HostResult("forge", ExitCode.OK),))  # fmt: skip
+    return builders.run_report(
+        builders.host_result("forge"), run_id="20260102T030405Z-abcdef", started_at=at
+    )
 
 
 def mode(path: Path) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import pytest
 
-from deploy_guard.config import DeployConfig
+from deploy_guard.cli.apply import apply
+from deploy_guard.config import DEPLOY_TOOLS, DeployConfig
 from deploy_guard.deploy.tools import (
     ACTIONS,
     DeployCommand,
@@ -357,3 +359,18 @@ def test_show_trace_is_passed_to_the_build_once() -> None:
     assert command.argv.count("--show-trace") == 1
     (plain,) = plan_build("nixos-rebuild", [FORGE], deploy_config()).commands
     assert "--show-trace" not in plain.argv
+
+
+# -- the tool list ---------------------------------------------------------------------------
+
+
+def test_the_deploy_tools_are_listed_once_for_the_config_the_cli_and_the_adapters() -> None:
+    assert DEPLOY_TOOLS == ("nixos-rebuild", "colmena", "deploy-rs", "command")
+    (tool,) = [param for param in apply.params if param.name == "tool"]
+    assert isinstance(tool.type, click.Choice)
+    assert tuple(tool.type.choices) == DEPLOY_TOOLS
+    assert DeployConfig.model_json_schema()["properties"]["tool"]["enum"] == list(DEPLOY_TOOLS)
+    config = deploy_config(command=["true"])
+    assert all(plan_deploy(name, [FORGE], config).commands for name in DEPLOY_TOOLS)
+    with pytest.raises(UsageError, match="unknown deploy tool"):
+        plan_deploy("morph", [FORGE], config)

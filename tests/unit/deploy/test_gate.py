@@ -23,7 +23,6 @@ from deploy_guard.deploy.override import (
     AUDIT_FILE,
     OverrideNotRecorded,
     OverrideRecord,
-    guard_failures,
     journal_override,
     write_audit,
 )
@@ -32,16 +31,16 @@ from deploy_guard.deploy.tools import DeployCommand, DeployPlan
 from deploy_guard.errors import CommandFailed, ExitCode, HostUnreachable
 from deploy_guard.model import (
     DeployStep,
-    HostResult,
     Outcome,
     Override,
     RunReport,
     StageOutcome,
-    StageResult,
-    UnitResult,
 )
+from deploy_guard.observe.report import guard_failures
 from deploy_guard.systemd import files
 from deploy_guard.transport.base import CommandResult, Transport
+from tests import builders
+from tests.builders import host_result, stage_result, unit_result
 
 OK, PARTIAL, CRITICAL = ExitCode.OK, ExitCode.PARTIAL, ExitCode.CRITICAL
 STARTED = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
@@ -49,10 +48,15 @@ RUN_ID = "20261127T101500Z-3f9a1c"
 
 
 def run_report(*codes: tuple[str, ExitCode], interrupted: bool = False) -> RunReport:
-    hosts = tuple(HostResult(name, code) for name, code in codes)
-    worst = max((code for _, code in codes), default=OK)
-    code = ExitCode.INTERRUPTED if interrupted else worst
-    return RunReport(RUN_ID, "apply", STARTED, STARTED + timedelta(minutes=3), code, hosts)
+    """A guard run of hosts by name and exit code; Ctrl-C makes the run's code 130."""
+    return builders.run_report(
+        *(builders.host_result(name, code) for name, code in codes),
+        run_id=RUN_ID,
+        command="apply",
+        started_at=STARTED,
+        finished_at=STARTED + timedelta(minutes=3),
+        exit_code=ExitCode.INTERRUPTED if interrupted else None,
+    )
 
 
 # -- decide_gate ----------------------------------------------------------------------------
@@ -147,32 +151,52 @@ def test_interrupted_guard_never_deploys_whatever_the_flags(
 # -- guard_failures -------------------------------------------------------------------------
 
 
-def unit(name: str, outcome: Outcome, reason: str | None = None) -> UnitResult:
-    return UnitResult(name, outcome, reason=reason)
-
-
 def test_guard_failures_name_host_errors_and_every_unit_that_did_not_succeed() -> None:
-    forge = HostResult("forge", CRITICAL, (
-        StageResult("snapshots", True, StageOutcome.FAILED,
-                    (unit("sanoid.service", Outcome.FAILED, "systemd result exit-code"),)),
-        StageResult("applications", False, StageOutcome.NOT_STARTED,
-                    (unit("restic-backups-home.service", Outcome.NOT_STARTED,
-                          "critical stage snapshots failed"),)),
-    ))  # fmt: skip
+    forge = host_result(
+        "forge",
+        CRITICAL,
+        stage_result(
+            "snapshots",
+            unit_result("sanoid.service", Outcome.FAILED, reason="systemd result exit-code"),
+            critical=True,
+            outcome=StageOutcome.FAILED,
+        ),
+        stage_result(
+            "applications",
+            unit_result(
+                "restic-backups-home.service",
+                Outcome.NOT_STARTED,
+                reason="critical stage snapshots failed",
+            ),
+            outcome=StageOutcome.NOT_STARTED,
+        ),
+    )
     # Succeeded, or not run again because of a recent recorded success (--max-age): proven.
-    web = HostResult("web", OK, (
-        StageResult("applications", False, StageOutcome.SUCCEEDED,
-                    (unit("restic-backups-home.service", Outcome.SUCCEEDED),
-                     unit("restic-backups-etc.service", Outcome.FRESH))),
-    ))  # fmt: skip
-    db = HostResult("db", CRITICAL, error="connection refused")
+    web = host_result(
+        "web",
+        OK,
+        stage_result(
+            "applications",
+            unit_result("restic-backups-home.service", Outcome.SUCCEEDED),
+            unit_result("restic-backups-etc.service", Outcome.FRESH),
+        ),
+    )
+    db = host_result("db", CRITICAL, error="connection refused")
     # Lost mid-run: the host error and the unit whose fate is unknown are both listed.
-    nas = HostResult("nas", CRITICAL, (
-        StageResult("applications", False, StageOutcome.FAILED,
-                    (unit("restic-backups-nas.service", Outcome.UNKNOWN, "host lost"),
-                     unit("restic-backups-etc.service", Outcome.SUCCEEDED))),
-    ), error="connection lost")  # fmt: skip
-    report = RunReport(RUN_ID, "apply", STARTED, STARTED, CRITICAL, (forge, web, db, nas))
+    nas = host_result(
+        "nas",
+        CRITICAL,
+        stage_result(
+            "applications",
+            unit_result("restic-backups-nas.service", Outcome.UNKNOWN, reason="host lost"),
+            unit_result("restic-backups-etc.service", Outcome.SUCCEEDED),
+            outcome=StageOutcome.FAILED,
+        ),
+        error="connection lost",
+    )
+    report = builders.run_report(
+        forge, web, db, nas, run_id=RUN_ID, command="apply", started_at=STARTED
+    )
 
     assert guard_failures(report) == [
         {"host": "forge", "stage": "snapshots", "unit": "sanoid.service", "outcome": "failed",

@@ -22,11 +22,11 @@ from deploy_guard.model import (
     Override,
     RunReport,
     StageOutcome,
-    StageResult,
     UnitResult,
 )
 from deploy_guard.observe.history import entry_from_report, load_history
-from deploy_guard.observe.report import run_json, save_run, state_dir
+from deploy_guard.observe.report import guard_failures, run_json, save_run, state_dir
+from tests import builders
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 FAILED_UNIT = UnitResult("restic-backups-home.service", Outcome.FAILED, reason="exit-code")
@@ -36,21 +36,21 @@ GOOD_UNIT = UnitResult("sanoid.service", Outcome.SUCCEEDED)
 def host(name: str, code: ExitCode = ExitCode.OK) -> HostResult:
     unit = GOOD_UNIT if code is ExitCode.OK else FAILED_UNIT
     outcome = StageOutcome.SUCCEEDED if code is ExitCode.OK else StageOutcome.FAILED
-    return HostResult(name, code, (StageResult("applications", False, outcome, (unit,)),))
+    return builders.host_result(
+        name, code, builders.stage_result("applications", unit, outcome=outcome)
+    )
 
 
 def run_report(minutes: int, command: str, *hosts: HostResult, **changes: Any) -> RunReport:
+    """A run ``minutes`` after T0 that took 30 s, its id made of both."""
     started = T0 + timedelta(minutes=minutes)
-    code = max((h.exit_code for h in hosts), default=ExitCode.OK)
     values: dict[str, Any] = {
         "run_id": f"20261127T10{minutes:02d}00Z-{command[:3]}000",
         "command": command,
         "started_at": started,
         "finished_at": started + timedelta(seconds=30),
-        "exit_code": code,
-        "hosts": hosts,
     }
-    return RunReport(**(values | changes))
+    return builders.run_report(*hosts, **(values | changes))
 
 
 @pytest.fixture
@@ -206,3 +206,18 @@ def test_a_report_from_run_json_round_trips_into_an_entry() -> None:
 def test_a_report_missing_what_history_needs_is_rejected(document: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"exit_code|started_at|host|run_id"):
         entry_from_report(document)
+
+
+def test_a_saved_report_lists_the_failures_the_override_record_lists() -> None:
+    db = builders.host_result("db", ExitCode.CRITICAL, error="connection refused")
+    report = run_report(3, "apply", host("forge", ExitCode.PARTIAL), host("web"), db)
+
+    entry = entry_from_report(json.loads(json.dumps(run_json(report))))
+
+    failed = {"host": "forge", "stage": "applications", "unit": "restic-backups-home.service"}
+    expected = [
+        failed | {"outcome": "failed", "reason": "exit-code"},
+        {"host": "db", "error": "connection refused"},
+    ]
+    assert guard_failures(report) == expected
+    assert list(entry.failures) == expected

@@ -11,6 +11,7 @@ import stat
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path, PurePosixPath
 from unittest.mock import create_autospec
 
@@ -24,7 +25,6 @@ from deploy_guard.model import (
     HostResult,
     Outcome,
     Override,
-    RunReport,
     StageOutcome,
     StageResult,
     UnitResult,
@@ -36,6 +36,7 @@ from deploy_guard.systemd import files
 from deploy_guard.systemd.files import CHUNK_BYTES, WRITE_SCRIPT, put_file, read_file
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
+from tests import builders
 
 STARTED = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 FINISHED = STARTED + timedelta(seconds=95)
@@ -53,14 +54,11 @@ SNAPSHOTS = StageResult("snapshots", True, StageOutcome.SUCCEEDED, (SANOID,))
 
 def host_result(*units: UnitResult, code: ExitCode = ExitCode.OK) -> HostResult:
     outcome = StageOutcome.SUCCEEDED if code is ExitCode.OK else StageOutcome.FAILED
-    return HostResult(
-        "forge", code, (SNAPSHOTS, StageResult("applications", False, outcome, units))
-    )
+    applications = builders.stage_result("applications", *units, outcome=outcome)
+    return builders.host_result("forge", code, SNAPSHOTS, applications)
 
 
-def run_report(host: HostResult, **changes: object) -> RunReport:
-    report = RunReport(RUN_ID, "run", STARTED, FINISHED, host.exit_code, (host,))
-    return replace(report, **changes)  # type: ignore[arg-type]
+run_report = partial(builders.run_report, run_id=RUN_ID, started_at=STARTED, finished_at=FINISHED)
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -7,6 +7,7 @@ import importlib.util
 import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from deploy_guard.observe import notify
 from deploy_guard.observe.notify import NotifyEvent
 from deploy_guard.observe.run import observe
 from deploy_guard.transport.base import Transport
+from tests import builders
 
 STARTED = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 FINISHED = STARTED + timedelta(minutes=16)
@@ -57,10 +59,7 @@ DB_LOST = HostResult("db-1", ExitCode.CRITICAL, error="connection refused on 10.
 OVERRIDE = Override("restic repo is being migrated, ticket #42", "alice", FINISHED)
 
 
-def run_report(*hosts: HostResult, **changes: Any) -> RunReport:
-    code = max((host.exit_code for host in hosts), default=ExitCode.OK)
-    report = RunReport(RUN_ID, "run", STARTED, FINISHED, code, hosts)
-    return replace(report, **changes)
+run_report = partial(builders.run_report, run_id=RUN_ID, started_at=STARTED, finished_at=FINISHED)
 
 
 SUCCESS = run_report(FORGE_OK)

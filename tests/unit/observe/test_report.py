@@ -28,6 +28,7 @@ from deploy_guard.model import (
     UnitResult,
 )
 from deploy_guard.observe.report import dumps, plan_json, run_json, save_run, state_dir
+from tests import builders
 
 STARTED = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
 FINISHED = STARTED + timedelta(minutes=3)
@@ -51,7 +52,13 @@ def unit_result(**changes: object) -> UnitResult:
 
 
 def report(*hosts: HostResult) -> RunReport:
-    return RunReport("20261127T101500Z-3f9a1c", "run", STARTED, FINISHED, ExitCode.CRITICAL, hosts)
+    return builders.run_report(
+        *hosts,
+        run_id="20261127T101500Z-3f9a1c",
+        started_at=STARTED,
+        finished_at=FINISHED,
+        exit_code=ExitCode.CRITICAL,
+    )
 
 
 WEB1 = HostResult(
