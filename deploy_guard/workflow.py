@@ -2,6 +2,9 @@
 verify -> observe. `run`, `apply` and the pre-push hook share these steps; the CLI parses, builds
 a `Session` and a request, calls one function here and renders what it returns.
 
+Longer than most modules on purpose: the whole sequence reads top to bottom in one file, each
+step a call into a role package (`guard`, `deploy`, `observe`).
+
 Progress is spoken through the session (the live view or log lines, and a few lines on
 stderr); results are returned, never printed as the result: rendering them is the CLI's job.
 """
@@ -15,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +33,6 @@ from deploy_guard.deploy.check import (
     routes,
 )
 from deploy_guard.deploy.gate import GateDecision, decide_gate
-from deploy_guard.deploy.hook import PushedRef, changed_files, hook_selections, narrow_hosts
 from deploy_guard.deploy.override import (
     OverrideRecord,
     journal_override,
@@ -56,8 +58,6 @@ from deploy_guard.guard.engine import (
     run_hosts,
 )
 from deploy_guard.guard.stage import EngineSettings
-from deploy_guard.hosts.selection import known_hosts, select_hosts
-from deploy_guard.hosts.targets import flake_inventory, resolve_targets
 from deploy_guard.model import (
     BuildOutcome,
     DeployOutcome,
@@ -71,12 +71,12 @@ from deploy_guard.model import (
 from deploy_guard.observe import report
 from deploy_guard.observe.report import guard_failures
 from deploy_guard.observe.run import git_revision, observe
-from deploy_guard.render import print_summary
+from deploy_guard.render import print_summary, say
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from deploy_guard.config import Config, HookConfig
+    from deploy_guard.config import Config
     from deploy_guard.events import Event
     from deploy_guard.transport.base import Transport
 
@@ -188,13 +188,12 @@ def save(session: Session, result: RunReport) -> str | None:
 def finish(session: Session, targets: tuple[HostTarget, ...], result: RunReport) -> RunReport:
     """After the verdict: notifications, metrics and receipts (their failures are warnings,
     never a verdict), then the report is saved."""
-    from rich.text import Text  # noqa: PLC0415
 
     config = session.config
     revision = git_revision(Path.cwd())
     warnings = observe(result, config, targets, session.connect, git_revision=revision)
     for warning in warnings:
-        session.output.print(Text(f"warning: {warning}", style="yellow"))
+        say(session.output, f"warning: {warning}", "yellow")
     config_file = str(config.source) if config.source else None
     result = replace(result, warnings=(*result.warnings, *warnings), config_file=config_file)
     save(session, result)
@@ -230,9 +229,12 @@ class Gated:
 
 
 def _record_override(
-    session: Session, result: RunReport, reason: str, targets: tuple[HostTarget, ...],
+    session: Session,
+    result: RunReport,
+    reason: str,
+    targets: tuple[HostTarget, ...],
     plan: DeployPlan,
-) -> tuple[RunReport, list[str]]:  # fmt: skip
+) -> tuple[RunReport, list[str]]:
     """Audit log first (no record, no override), then each host's journal."""
     override = Override(reason, local_user(), datetime.now(UTC))
     names = tuple(target.name for target in targets)
@@ -270,39 +272,6 @@ def guard_and_gate(
     return Gated(result, gate, tuple(warnings))
 
 
-def push_selections(
-    hook_config: HookConfig, pushes: Sequence[PushedRef], remote: str | None,
-    note: Callable[[str], None],
-) -> list[str]:  # fmt: skip
-    """The host selections the protected pushes concern (git diffs only with `paths`)."""
-    if not hook_config.paths:
-        return list(hook_config.hosts)
-    changes = []
-    for push in pushes:
-        changed = changed_files(push, remote)
-        if changed.files is None:
-            note(f"cannot tell which files the push to {push.branch} changes "
-                 f"({changed.unknown_because}); guarding every host in [hook] hosts")  # fmt: skip
-        changes.append(changed.files)
-    return hook_selections(hook_config.hosts, hook_config.paths, changes)
-
-
-def push_targets(
-    config: Config, path: Path | None, selections: list[str]
-) -> tuple[HostTarget, ...]:
-    """Read the inventory (only now: something must be guarded) and resolve the hosts.
-
-    Raises:
-        ConfigError: inventory failure, or a `paths` selection outside `hosts`.
-        UsageError: a tag or glob that matches no host.
-    """
-    flake_hosts = flake_inventory(config, path)
-    known = known_hosts(config, flake_hosts)
-    protected = select_hosts(config.hook.hosts, known)
-    names = narrow_hosts(protected, select_hosts(selections, known), path)
-    return resolve_targets(config, names, flake_hosts=flake_hosts)
-
-
 def guard_push(session: Session, targets: tuple[HostTarget, ...], override: str | None) -> Gated:
     """The pre-push hook: guard the hosts, decide the gate (an override on the record lets
     the push through), then observe and save."""
@@ -329,9 +298,12 @@ class ApplyPlans:
 
 
 def plan_apply(
-    config: Config, targets: tuple[HostTarget, ...], tool: str, arguments: tuple[str, ...],
+    config: Config,
+    targets: tuple[HostTarget, ...],
+    tool: str,
+    arguments: tuple[str, ...],
     show_trace: bool,
-) -> ApplyPlans:  # fmt: skip
+) -> ApplyPlans:
     """The build and deploy commands, then the deploy checks (`check_deploy`), whose problems
     are returned rather than raised (--dry-run shows them).
 
@@ -413,9 +385,14 @@ def _build_failed(
     steps = tuple(DeployStep(command.argv, command.hosts) for command in plans.deploy.commands)
     outcome = DeployOutcome(plans.tool, steps, (), names, True, build=build)
     result = RunReport(
-        new_run_id(SystemClock()), "apply", started, datetime.now(UTC),
-        ExitCode.DEPLOY_FAILED, (), deploy=outcome,
-    )  # fmt: skip
+        new_run_id(SystemClock()),
+        "apply",
+        started,
+        datetime.now(UTC),
+        ExitCode.DEPLOY_FAILED,
+        (),
+        deploy=outcome,
+    )
     save(session, result)
     return Applied(ExitCode.DEPLOY_FAILED, result)
 
@@ -494,9 +471,13 @@ def apply(session: Session, targets: tuple[HostTarget, ...], request: ApplyReque
     chosen = [host for host in every if host.name in gate.deploy]
     plan = plan_deploy(plans.tool, chosen or every, config.deploy, request.arguments)
     outcome = DeployOutcome(
-        plans.tool, tuple(DeployStep(c.argv, c.hosts) for c in plan.commands),
-        gate.deploy, gate.skipped, gate.refused, build,
-    )  # fmt: skip
+        plans.tool,
+        tuple(DeployStep(c.argv, c.hosts) for c in plan.commands),
+        gate.deploy,
+        gate.skipped,
+        gate.refused,
+        build,
+    )
     code = gate.exit_code
     if gate.refused:
         result = replace(result, deploy=outcome)

@@ -6,7 +6,6 @@ The sequence itself is `workflow.apply`; this module parses, calls it and render
 from __future__ import annotations
 
 import click
-from rich.text import Text
 
 from deploy_guard import workflow
 from deploy_guard.cli.common import (
@@ -27,7 +26,7 @@ from deploy_guard.config import DEPLOY_TOOLS, Config
 from deploy_guard.errors import ExitCode, UsageError
 from deploy_guard.guard.engine import HostTarget
 from deploy_guard.observe import report
-from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary
+from deploy_guard.render import print_commands, print_deploy, print_plan, print_summary, say
 
 
 def _override_reason(value: str | None) -> str | None:
@@ -39,9 +38,12 @@ def _override_reason(value: str | None) -> str | None:
 
 
 def _dry_run(
-    common: Common, config: Config, targets: tuple[HostTarget, ...],
-    plans: workflow.ApplyPlans, parallel: int | None,
-) -> int:  # fmt: skip
+    common: Common,
+    config: Config,
+    targets: tuple[HostTarget, ...],
+    plans: workflow.ApplyPlans,
+    parallel: int | None,
+) -> int:
     """The guard's plan with both destinations per host, then the build and deploy commands
     that would run, and what the deploy checks found; starts nothing on any host and runs no
     build. Exit 3 when a check failed, 2 when a host could not be planned."""
@@ -52,30 +54,35 @@ def _dry_run(
     deploys = [command.argv for command in plans.deploy.commands]
     if common.json:
         document = report.plan_json(results, destinations)
-        document |= {"command": "apply --dry-run", "deploy": {
-            "tool": plans.tool,
-            "build": [list(argv) for argv in builds],
-            "commands": [list(argv) for argv in deploys],
-            "problems": list(plans.problems),
-        }}  # fmt: skip
+        document |= {
+            "command": "apply --dry-run",
+            "deploy": {
+                "tool": plans.tool,
+                "build": [list(argv) for argv in builds],
+                "commands": [list(argv) for argv in deploys],
+                "problems": list(plans.problems),
+            },
+        }
         click.echo(report.dumps(document), nl=False)
     output = console(common)
     print_plan(output, results, destinations)
     print_commands(output, "build", builds)
     print_commands(output, "deploy", deploys)
     for problem in plans.problems:
-        output.print(Text(f"deploy check failed: {problem}", style="bold red"), soft_wrap=True)
+        say(output, f"deploy check failed: {problem}", "bold red", soft_wrap=True)
     output.print("dry run: nothing was started and nothing was deployed")
     if plans.problems:
         return int(ExitCode.CONFIG)
     return int(ExitCode.CRITICAL if any(r.error for r in results) else ExitCode.OK)
 
 
-@click.command(epilog=examples(
-    "deploy-guard apply forge",
-    "deploy-guard apply --on @web --keep-going --tool colmena",
-    "deploy-guard apply forge --override 'backup disk replaced, restic repo re-initialised'",
-))  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard apply forge",
+        "deploy-guard apply --on @web --keep-going --tool colmena",
+        "deploy-guard apply forge --override 'backup disk replaced, restic repo re-initialised'",
+    )
+)
 @host_arguments
 @all_option
 @parallel_option
@@ -110,10 +117,20 @@ def _dry_run(
 )
 @show_trace_option
 @common_options
-def apply(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,
-          tool: str | None, keep_going: bool, override: str | None, max_age: float | None,
-          cancel_remote: bool, rollback_on_failure: bool, dry_run: bool,
-          show_trace: bool) -> int:  # fmt: skip
+def apply(
+    common: Common,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    parallel: int | None,
+    tool: str | None,
+    keep_going: bool,
+    override: str | None,
+    max_age: float | None,
+    cancel_remote: bool,
+    rollback_on_failure: bool,
+    dry_run: bool,
+    show_trace: bool,
+) -> int:
     """Guard each HOST, then deploy: only when every guard passed, or on the record.
 
     Add `-- CMD...` to deploy with any command ({host} runs it once per host, {hosts}

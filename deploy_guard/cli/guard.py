@@ -27,27 +27,36 @@ if TYPE_CHECKING:  # the rest is imported where used: `run --help` must stay ins
     from deploy_guard.guard.engine import HostTarget
 
 
-@click.command(epilog=examples(
-    "deploy-guard plan forge",
-    "deploy-guard plan --on @db --stage snapshots",
-    "deploy-guard plan --all --json > plan.json",
-))  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard plan forge",
+        "deploy-guard plan --on @db --stage snapshots",
+        "deploy-guard plan --all --json > plan.json",
+    )
+)
 @host_arguments
 @all_option
 @stage_option
 @parallel_option
 @show_trace_option
 @common_options
-def plan(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
-         parallel: int | None, show_trace: bool) -> int:  # fmt: skip
+def plan(
+    common: Common,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    stages: tuple[str, ...],
+    parallel: int | None,
+    show_trace: bool,
+) -> int:
     """Show which units each stage would run on each HOST, and where the guard and the
     deploy log in. Starts nothing."""
     config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
     return show_plan(common, config, targets, parallel)
 
 
-def show_plan(common: Common, config: Config, targets: tuple[HostTarget, ...],
-              parallel: int | None) -> int:  # fmt: skip
+def show_plan(
+    common: Common, config: Config, targets: tuple[HostTarget, ...], parallel: int | None
+) -> int:
     from deploy_guard.observe import report  # noqa: PLC0415
     from deploy_guard.render import print_plan  # noqa: PLC0415
     from deploy_guard.workflow import plan_with_destinations  # noqa: PLC0415
@@ -62,16 +71,19 @@ def show_plan(common: Common, config: Config, targets: tuple[HostTarget, ...],
 
 
 cancel_remote_option = click.option(
-    "--cancel-remote", is_flag=True,
+    "--cancel-remote",
+    is_flag=True,
     help="On Ctrl-C, stop the backups in flight instead of leaving them to finish.",
-)  # fmt: skip
+)
 
 
-@click.command(epilog=examples(
-    "deploy-guard run forge",
-    "deploy-guard run --on @prod --stage snapshots --limit 8",
-    "deploy-guard run --all --max-age 6h --json > report.json",
-))  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard run forge",
+        "deploy-guard run --on @prod --stage snapshots --limit 8",
+        "deploy-guard run --all --max-age 6h --json > report.json",
+    )
+)
 @host_arguments
 @all_option
 @stage_option
@@ -81,9 +93,17 @@ cancel_remote_option = click.option(
 @click.option("--dry-run", is_flag=True, help="Same as 'plan': show what would run.")
 @show_trace_option
 @common_options
-def run(common: Common, hosts: tuple[str, ...], all_hosts: bool, stages: tuple[str, ...],
-        parallel: int | None, max_age: float | None, cancel_remote: bool,
-        dry_run: bool, show_trace: bool) -> int:  # fmt: skip
+def run(
+    common: Common,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    stages: tuple[str, ...],
+    parallel: int | None,
+    max_age: float | None,
+    cancel_remote: bool,
+    dry_run: bool,
+    show_trace: bool,
+) -> int:
     """Run every backup stage on each HOST now and report what really happened."""
     config, targets = load_targets(common, hosts, stages, all_hosts, show_trace=show_trace)
     if dry_run:

@@ -173,8 +173,10 @@ class Config(StrictModel):
     @classmethod
     def _unique_stage_names(cls, stages: list[StageConfig]) -> list[StageConfig]:
         if not stages:  # issue 11, case 5: a guard with no stage would prove nothing
-            raise ValueError("stages = [] guards nothing; remove the key to use the built-in "
-                             "stages, or list at least one stage")  # fmt: skip
+            raise ValueError(
+                "stages = [] guards nothing; remove the key to use the built-in "
+                "stages, or list at least one stage"
+            )
         names = [stage.name for stage in stages]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -14,9 +14,18 @@ def _selections(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-Selections = Annotated[list[str], BeforeValidator(_selections), WithJsonSchema({"anyOf": [
-    {"type": "string"}, {"type": "array", "items": {"type": "string"}},
-]})]  # fmt: skip
+Selections = Annotated[
+    list[str],
+    BeforeValidator(_selections),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}},
+            ]
+        }
+    ),
+]
 
 
 class HookConfig(StrictModel):
@@ -61,6 +70,8 @@ class HookConfig(StrictModel):
     @model_validator(mode="after")
     def _paths_need_hosts(self) -> HookConfig:
         if self.paths and not self.hosts:
-            raise ValueError("`paths` narrows `hosts`, which is empty: list the hosts the "
-                             "hook protects in `hosts`")  # fmt: skip
+            raise ValueError(
+                "`paths` narrows `hosts`, which is empty: list the hosts the "
+                "hook protects in `hosts`"
+            )
         return self

@@ -83,8 +83,9 @@ def login_user(destination: str, ssh_config: Path | None) -> str:
 UserOf = Callable[[str, Path | None], str]
 
 
-def guard_user_problem(target: HostTarget, tool: str, guard_user: str,
-                       user_of: UserOf = login_user) -> str | None:  # fmt: skip
+def guard_user_problem(
+    target: HostTarget, tool: str, guard_user: str, user_of: UserOf = login_user
+) -> str | None:
     """Why nixos-rebuild would deploy ``target`` as the guard user (who cannot switch the
     system), or None. colmena, deploy-rs and commands deploy with their own settings.
 
@@ -98,13 +99,17 @@ def guard_user_problem(target: HostTarget, tool: str, guard_user: str,
         return None
     name = target.name
     if target.deploy_destination is None:
-        return (f"{name}: the guard logs in as {guard_user} ({target.destination}), the "
-                "guard user, which cannot switch the system, and no deploy destination is "
-                f'known: set [hosts.{name}] deploy_target = "root@{name}" (or a wheel user '
-                "with sudo_flag)")  # fmt: skip
-    return (f"{name}: the deploy destination {destination!r} logs in as the guard user "
-            f"{guard_user}, which cannot switch the system: set [hosts.{name}] deploy_target "
-            "to root or a wheel user")  # fmt: skip
+        return (
+            f"{name}: the guard logs in as {guard_user} ({target.destination}), the "
+            "guard user, which cannot switch the system, and no deploy destination is "
+            f'known: set [hosts.{name}] deploy_target = "root@{name}" (or a wheel user '
+            "with sudo_flag)"
+        )
+    return (
+        f"{name}: the deploy destination {destination!r} logs in as the guard user "
+        f"{guard_user}, which cannot switch the system: set [hosts.{name}] deploy_target "
+        "to root or a wheel user"
+    )
 
 
 def executable_problem(program: str, path: str | None) -> str | None:
@@ -127,8 +132,9 @@ def nodes_argv(tool: str, flake: str, *, show_trace: bool = False) -> list[str] 
     return ["nix", "eval", *flags, f"{flake}#{nodes}", "--apply", "builtins.attrNames"]
 
 
-def attribute_problems(tool: str, flake: str, hosts: Sequence[DeployHost],
-                       available: object) -> list[str]:  # fmt: skip
+def attribute_problems(
+    tool: str, flake: str, hosts: Sequence[DeployHost], available: object
+) -> list[str]:
     """The hosts whose attribute ``available`` (what `nodes_argv` printed) lacks."""
     nodes = FLAKE_NODES[tool]
     if not isinstance(available, list) or not all(isinstance(n, str) for n in available):
@@ -139,8 +145,10 @@ def attribute_problems(tool: str, flake: str, hosts: Sequence[DeployHost],
     for host in hosts:
         attribute = deploy_attribute(host) if tool == "nixos-rebuild" else host.name
         if attribute not in available:
-            problems.append(f"{host.name}: the flake {flake} has no {nodes}.{attribute} "
-                            f"(it has: {listing or 'none'})")  # fmt: skip
+            problems.append(
+                f"{host.name}: the flake {flake} has no {nodes}.{attribute} "
+                f"(it has: {listing or 'none'})"
+            )
     return problems
 
 
@@ -159,8 +167,9 @@ class DeployCheck:
 Evaluate = Callable[[NixEval], object]
 
 
-def check_deploy(check: DeployCheck, *, user_of: UserOf = login_user,
-                 evaluate: Evaluate = run_nix_eval) -> None:  # fmt: skip
+def check_deploy(
+    check: DeployCheck, *, user_of: UserOf = login_user, evaluate: Evaluate = run_nix_eval
+) -> None:
     """Every reason the deploy would fail that can be known now, all at once.
 
     Raises:
@@ -223,8 +232,9 @@ class Route:
     problem: str | None = None
 
 
-def routes(targets: Sequence[HostTarget], tool: str, guard_user: str,
-           user_of: UserOf = login_user) -> dict[str, Route]:  # fmt: skip
+def routes(
+    targets: Sequence[HostTarget], tool: str, guard_user: str, user_of: UserOf = login_user
+) -> dict[str, Route]:
     """Each host's guard and deploy destinations, and why the deploy could not go there."""
     result = {}
     for target in targets:

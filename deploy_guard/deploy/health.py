@@ -50,15 +50,17 @@ def retry_check(check: HealthCheck, probe: Probe, clock: Clock) -> HealthResult:
         clock.sleep(check.interval)
 
 
-def judge_curl(exit_status: int, stdout: str, stderr: str, url: str, timeout: float
-               ) -> tuple[bool, str]:  # fmt: skip
+def judge_curl(
+    exit_status: int, stdout: str, stderr: str, url: str, timeout: float
+) -> tuple[bool, str]:
     """`curl -fsS -o /dev/null -w %{http_code}` on the host."""
     reason = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
     if exit_status == 0:
         return True, f"HTTP {stdout.strip()} from {url} (from the host)"
     if exit_status == EXIT_NOT_FOUND:
-        return False, ('curl is not installed on the host: install it or use from = '
-                       f'"workstation" ({reason})')  # fmt: skip
+        return False, (
+            f'curl is not installed on the host: install it or use from = "workstation" ({reason})'
+        )
     if exit_status == CURL_TIMED_OUT:
         return False, f"no answer from {url} within {timeout:g}s (from the host)"
     if exit_status == CURL_HTTP_ERROR:
@@ -101,14 +103,24 @@ def _http_probe(client: SystemdClient, check: HttpHealthCheck, http_get: HttpGet
     def probe() -> tuple[bool, str]:
         if check.source == "workstation":
             return http_get(check.url, check.timeout)
-        argv = ["curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
-                "--max-time", f"{check.timeout:g}", check.url]  # fmt: skip
+        argv = [
+            "curl",
+            "-fsS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            f"{check.timeout:g}",
+            check.url,
+        ]
         try:
             result = client.transport.run(argv, timeout=check.timeout + BACKSTOP, check=False)
         except DeployGuardError as exc:
             return False, f"cannot run curl on the host: {error_reason(exc)}"
-        return judge_curl(result.exit_status, result.stdout, result.stderr, check.url,
-                          check.timeout)  # fmt: skip
+        return judge_curl(
+            result.exit_status, result.stdout, result.stderr, check.url, check.timeout
+        )
 
     return probe
 

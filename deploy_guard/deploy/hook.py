@@ -12,13 +12,19 @@ import fnmatch
 import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from deploy_guard.errors import ConfigError, UsageError
+from deploy_guard.hosts.selection import known_hosts, select_hosts
+from deploy_guard.hosts.targets import flake_inventory, resolve_targets
 from deploy_guard.transport import process
+
+if TYPE_CHECKING:
+    from deploy_guard.config import Config, HookConfig
+    from deploy_guard.guard.engine import HostTarget
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +205,13 @@ def narrow_hosts(protected: Sequence[str], selected: Sequence[str], path: Path |
     """
     outside = [name for name in selected if name not in protected]
     if outside:
-        raise ConfigError(path, [f"hook.paths selects {', '.join(outside)}, which hook.hosts "
-                                 "does not list; add it there or fix the selection"])  # fmt: skip
+        raise ConfigError(
+            path,
+            [
+                f"hook.paths selects {', '.join(outside)}, which hook.hosts "
+                "does not list; add it there or fix the selection"
+            ],
+        )
     return list(selected)
 
 
@@ -286,9 +297,11 @@ def install_hook(directory: Path, *, force: bool) -> Path:
     """
     path = directory / "pre-push"
     if (path.exists() or path.is_symlink()) and not force and not is_ours(path):
-        raise UsageError(f"{path} exists and was not written by deploy-guard; call "
-                         "`deploy-guard hook pre-push \"$@\"` from it yourself (stdin must reach "
-                         "it), or replace it with --force")  # fmt: skip
+        raise UsageError(
+            f"{path} exists and was not written by deploy-guard; call "
+            '`deploy-guard hook pre-push "$@"` from it yourself (stdin must reach '
+            "it), or replace it with --force"
+        )
     temporary = directory / ".pre-push.deploy-guard.tmp"
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -298,3 +311,43 @@ def install_hook(directory: Path, *, force: bool) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
     return path
+
+
+# -- which hosts a push concerns ----------------------------------------------------------
+
+
+def push_selections(
+    hook_config: HookConfig,
+    pushes: Sequence[PushedRef],
+    remote: str | None,
+    note: Callable[[str], None],
+) -> list[str]:
+    """The host selections the protected pushes concern (git diffs only with `paths`)."""
+    if not hook_config.paths:
+        return list(hook_config.hosts)
+    changes = []
+    for push in pushes:
+        changed = changed_files(push, remote)
+        if changed.files is None:
+            note(
+                f"cannot tell which files the push to {push.branch} changes "
+                f"({changed.unknown_because}); guarding every host in [hook] hosts"
+            )
+        changes.append(changed.files)
+    return hook_selections(hook_config.hosts, hook_config.paths, changes)
+
+
+def push_targets(
+    config: Config, path: Path | None, selections: list[str]
+) -> tuple[HostTarget, ...]:
+    """Read the inventory (only now: something must be guarded) and resolve the hosts.
+
+    Raises:
+        ConfigError: inventory failure, or a `paths` selection outside `hosts`.
+        UsageError: a tag or glob that matches no host.
+    """
+    flake_hosts = flake_inventory(config, path)
+    known = known_hosts(config, flake_hosts)
+    protected = select_hosts(config.hook.hosts, known)
+    names = narrow_hosts(protected, select_hosts(selections, known), path)
+    return resolve_targets(config, names, flake_hosts=flake_hosts)

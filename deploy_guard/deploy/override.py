@@ -46,23 +46,28 @@ class OverrideRecord:
     commands: tuple[tuple[str, ...], ...]
 
     def audit_line(self) -> str:
-        return json.dumps({
-            "at": self.override.at.isoformat().replace("+00:00", "Z"),
-            "user": self.override.by,
-            "hosts": list(self.hosts),
-            "reason": self.override.reason,
-            "run_id": self.run_id,
-            "failures": self.failures,
-            "command": [list(argv) for argv in self.commands],
-        }, ensure_ascii=False)  # fmt: skip
+        return json.dumps(
+            {
+                "at": self.override.at.isoformat().replace("+00:00", "Z"),
+                "user": self.override.by,
+                "hosts": list(self.hosts),
+                "reason": self.override.reason,
+                "run_id": self.run_id,
+                "failures": self.failures,
+                "command": [list(argv) for argv in self.commands],
+            },
+            ensure_ascii=False,
+        )
 
     def journal_fields(self) -> list[str]:
         """The host journal entry: the message, at `logger`'s default priority (notice)."""
         return files.journal_lines({"MESSAGE": self.journal_message(), "PRIORITY": "5"})
 
     def journal_message(self) -> str:
-        return (f"deploy-guard override: run {self.run_id} by {self.override.by}: "
-                f"{self.override.reason}")  # fmt: skip
+        return (
+            f"deploy-guard override: run {self.run_id} by {self.override.by}: "
+            f"{self.override.reason}"
+        )
 
 
 def write_audit(record: OverrideRecord, state_directory: Path) -> Path:
@@ -78,8 +83,9 @@ def write_audit(record: OverrideRecord, state_directory: Path) -> Path:
         with os.fdopen(descriptor, "a", encoding="utf-8") as audit:
             audit.write(record.audit_line() + "\n")
     except OSError as exc:
-        raise OverrideNotRecorded(f"cannot record the override in {path}: {exc.strerror}; "
-                                  "nothing was deployed") from exc  # fmt: skip
+        raise OverrideNotRecorded(
+            f"cannot record the override in {path}: {exc.strerror}; nothing was deployed"
+        ) from exc
     return path
 
 

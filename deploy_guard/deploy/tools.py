@@ -73,8 +73,9 @@ def build_first(tool: str, config: DeployConfig) -> bool:
     if config.build_first is None:
         return tool in ("nixos-rebuild", "colmena")
     if config.build_first and tool not in ("nixos-rebuild", "colmena"):
-        raise UsageError(f"[deploy] build_first works with nixos-rebuild and colmena, "
-                         f"not {tool}; remove it")  # fmt: skip
+        raise UsageError(
+            f"[deploy] build_first works with nixos-rebuild and colmena, not {tool}; remove it"
+        )
     return config.build_first
 
 
@@ -83,9 +84,13 @@ def _extra(config: DeployConfig, arguments: Sequence[str]) -> tuple[str, ...]:
 
 
 def plan_build(
-    tool: str, hosts: Sequence[DeployHost], config: DeployConfig, arguments: Sequence[str] = (),
-    *, show_trace: bool = False,
-) -> DeployPlan:  # fmt: skip
+    tool: str,
+    hosts: Sequence[DeployHost],
+    config: DeployConfig,
+    arguments: Sequence[str] = (),
+    *,
+    show_trace: bool = False,
+) -> DeployPlan:
     """The commands that build every host's system locally, activating nothing: `nixos-rebuild
     build --flake F#HOST` per host, or one `colmena build --on h1,h2`, with the extra and
     pass-through arguments (a --build-host there applies to the build too)."""
@@ -95,8 +100,9 @@ def plan_build(
         return DeployPlan(())
     if tool == "colmena":
         names = tuple(host.name for host in hosts)
-        return DeployPlan((DeployCommand(("colmena", "build", "--on", ",".join(names), *extra),
-                                         names),))  # fmt: skip
+        return DeployPlan(
+            (DeployCommand(("colmena", "build", "--on", ",".join(names), *extra), names),)
+        )
     commands = []
     for host in hosts:
         flake = f"{config.flake}#{deploy_attribute(host)}"
@@ -162,8 +168,9 @@ def _deploy_rs(
     return DeployPlan((DeployCommand(("deploy", *flags, "--targets", *targets, *extra), names),))
 
 
-def expand_command(template: Sequence[str], hosts: Sequence[DeployHost],
-                   parallel: bool = False) -> DeployPlan:  # fmt: skip
+def expand_command(
+    template: Sequence[str], hosts: Sequence[DeployHost], parallel: bool = False
+) -> DeployPlan:
     """`-- CMD...`: run once, or once per host when an argument contains ``{host}``.
 
     An argument that is exactly ``{hosts}`` becomes one argument per host; inside a longer

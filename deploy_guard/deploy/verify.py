@@ -165,8 +165,7 @@ def wait_until_settled(
             return state, False
 
 
-def _unit_log(client: SystemdClient, unit: str, invocation_id: str, lines: int
-              ) -> tuple[str, ...]:  # fmt: skip
+def _unit_log(client: SystemdClient, unit: str, invocation_id: str, lines: int) -> tuple[str, ...]:
     tail = client.log_tail(invocation_id, lines) if invocation_id else ()
     if only_systemd_lines(unit, tail):
         # No invocation (it never ran: a dependency failed), or its own output was filed
@@ -175,8 +174,7 @@ def _unit_log(client: SystemdClient, unit: str, invocation_id: str, lines: int
     return tail
 
 
-def describe_failed_unit(client: SystemdClient, unit: str, lines: int, clock: Clock
-                         ) -> FailedUnit:  # fmt: skip
+def describe_failed_unit(client: SystemdClient, unit: str, lines: int, clock: Clock) -> FailedUnit:
     """The failed run's result and last journal lines; never raises for a host problem."""
     try:
         state = client.show([unit])[0]
@@ -193,8 +191,10 @@ def unreachable(
     old_boot_id: str | None, health: Sequence[HealthCheck], problems: Sequence[str]
 ) -> VerifyReport:
     """The report for a host that could not be reached: every check failed, none run."""
-    skipped = tuple(HealthResult(check.name, check.kind, False, 0, "not run: host unreachable")
-                    for check in health)  # fmt: skip
+    skipped = tuple(
+        HealthResult(check.name, check.kind, False, 0, "not run: host unreachable")
+        for check in health
+    )
     return VerifyReport(None, False, old_boot_id, None, checks=skipped, problems=tuple(problems))
 
 
@@ -226,8 +226,9 @@ def verify_host(
         problems.append(f"cannot list the failed units: {error_reason(exc)}")
     failed = tuple(describe_failed_unit(client, unit, settings.log_lines, clock) for unit in new)
     checks = tuple(run_health_check(client, check, clock, http_get) for check in health)
-    return VerifyReport(state, settled, old_boot_id, boot_id, failed, recovered, checks,
-                        tuple(problems))  # fmt: skip
+    return VerifyReport(
+        state, settled, old_boot_id, boot_id, failed, recovered, checks, tuple(problems)
+    )
 
 
 def rollback(
@@ -267,18 +268,31 @@ def verify_deployed_host(client: SystemdClient, request: VerifyRequest) -> HostV
     once and verify again (no reboot expected then). Call only for hosts that were deployed."""
     before = request.before
     old_boot_id = before.boot_id if before is not None else None
-    first = verify_host(client, before=before, old_boot_id=old_boot_id, health=request.health,
-                        settings=request.settings, clock=request.clock,
-                        http_get=request.http_get)  # fmt: skip
+    first = verify_host(
+        client,
+        before=before,
+        old_boot_id=old_boot_id,
+        health=request.health,
+        settings=request.settings,
+        clock=request.clock,
+        http_get=request.http_get,
+    )
     if first.ok or not request.settings.rollback:
         return HostVerification(client.host, first)
     log.warning("%s: verification failed; rolling back", client.host)
-    result = rollback(client, request.settings.rollback_commands,
-                      timeout=request.settings.rollback_timeout)  # fmt: skip
+    result = rollback(
+        client, request.settings.rollback_commands, timeout=request.settings.rollback_timeout
+    )
     settings = replace(request.settings, expect_reboot=False)
-    second = verify_host(client, before=before, old_boot_id=None, health=request.health,
-                         settings=settings, clock=request.clock,
-                         http_get=request.http_get)  # fmt: skip
+    second = verify_host(
+        client,
+        before=before,
+        old_boot_id=None,
+        health=request.health,
+        settings=settings,
+        clock=request.clock,
+        http_get=request.http_get,
+    )
     return HostVerification(client.host, first, result, second)
 
 
@@ -291,19 +305,27 @@ def _report_json(report: VerifyReport) -> dict[str, object]:
         "boot_id": report.boot_id,
         "rebooted": report.rebooted,
         "new_failed_units": [
-            {"unit": unit.unit, "result": unit.result, "invocation_id": unit.invocation_id,
-             "log_tail": list(unit.log_tail)}
+            {
+                "unit": unit.unit,
+                "result": unit.result,
+                "invocation_id": unit.invocation_id,
+                "log_tail": list(unit.log_tail),
+            }
             for unit in report.new_failed_units
         ],
         "recovered_units": list(report.recovered_units),
         "checks": [
-            {"name": check.name, "kind": check.kind,
-             "outcome": "passed" if check.ok else "failed",
-             "attempts": check.attempts, "message": check.message}
+            {
+                "name": check.name,
+                "kind": check.kind,
+                "outcome": "passed" if check.ok else "failed",
+                "attempts": check.attempts,
+                "message": check.message,
+            }
             for check in report.checks
         ],
         "problems": list(report.problems),
-    }  # fmt: skip
+    }
 
 
 def verification_json(verification: HostVerification) -> dict[str, object]:
@@ -313,15 +335,26 @@ def verification_json(verification: HostVerification) -> dict[str, object]:
     return {
         "exit_code": int(verification.exit_code),
         "verify": _report_json(verification.verify),
-        "rollback": None if rolled_back is None else {
+        "rollback": None
+        if rolled_back is None
+        else {
             "ok": rolled_back.ok,
-            "steps": [{"command": list(step.argv), "exit_code": step.exit_status,
-                       "output": list(step.output), "error": step.error}
-                      for step in rolled_back.steps],
+            "steps": [
+                {
+                    "command": list(step.argv),
+                    "exit_code": step.exit_status,
+                    "output": list(step.output),
+                    "error": step.error,
+                }
+                for step in rolled_back.steps
+            ],
         },
-        "after_rollback": (None if verification.after_rollback is None
-                           else _report_json(verification.after_rollback)),
-    }  # fmt: skip
+        "after_rollback": (
+            None
+            if verification.after_rollback is None
+            else _report_json(verification.after_rollback)
+        ),
+    }
 
 
 # Connection problems a rebooting or restarting host causes; anything else (a changed host

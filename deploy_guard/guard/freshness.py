@@ -60,8 +60,9 @@ def last_runs(
             succeeded, result = False, "stopped"
         elif succeeded and entry.invocation_id not in started:
             succeeded, result = False, "unproven (no start of that run in the journal)"
-        runs[entry.unit] = LastRun(entry.unit, succeeded, result, entry.invocation_id or None,
-                                   entry.timestamp, "journal")  # fmt: skip
+        runs[entry.unit] = LastRun(
+            entry.unit, succeeded, result, entry.invocation_id or None, entry.timestamp, "journal"
+        )
     for unit, state in states.items():
         from_show = _from_show(unit, state)
         known = runs.get(unit)
@@ -83,9 +84,11 @@ def _started_and_stopped(entries: Iterable[JournalEntry]) -> tuple[set[str], set
         elif entry.message_id == MESSAGE_UNIT_STARTING or (
             # Type=simple logs no "Starting", only "Started" (job done; testbed). An unmet
             # condition logs a job-done message too, with the previous run's id: not a start.
-            entry.message_id == MESSAGE_JOB_DONE and entry.job_type == "start"
-            and entry.job_result == "done" and not is_condition_skip(entry)
-        ):  # fmt: skip
+            entry.message_id == MESSAGE_JOB_DONE
+            and entry.job_type == "start"
+            and entry.job_result == "done"
+            and not is_condition_skip(entry)
+        ):
             started.add(entry.invocation_id)
     return started, stopped
 
@@ -97,9 +100,11 @@ def _from_show(unit: str, state: UnitState) -> LastRun | None:
     if state.condition_result is not True:
         return None  # the last start was skipped: these properties are an older run's
     succeeded = (
-        state.active_state == "inactive" and state.result == "success"
-        and state.exec_main_code == CLD_EXITED and state.exec_main_status == 0
-    )  # fmt: skip
+        state.active_state == "inactive"
+        and state.result == "success"
+        and state.exec_main_code == CLD_EXITED
+        and state.exec_main_status == 0
+    )
     return LastRun(unit, succeeded, state.result, state.invocation_id, state.exec_main_exit, "show")
 
 

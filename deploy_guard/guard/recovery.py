@@ -57,8 +57,10 @@ class Recovery:
                 continue
             if self.boot_id is not None and boot_id != self.boot_id:
                 self.rebooted_as = boot_id
-                raise HostRebooted(client.host, "the host rebooted during the run "
-                                   f"(boot id {self.boot_id} -> {boot_id})")  # fmt: skip
+                raise HostRebooted(
+                    client.host,
+                    f"the host rebooted during the run (boot id {self.boot_id} -> {boot_id})",
+                )
             self.reconnects += 1
             self.notes.append(f"reconnected after: {error.reason}")
             log.warning("%s: reconnected", client.host)

@@ -85,12 +85,18 @@ def host_status(target: HostTarget, connect: Connector) -> HostStatus:
         started = starts.get(last.invocation_id or "") if last else None
         if last is not None and last.source == "show":
             started = state.exec_main_start
-        statuses.append(UnitStatus(
-            unit, stage_of[unit], last,
-            round((now - last.finished_at).total_seconds(), 3) if last else None,
-            round((last.finished_at - started).total_seconds(), 3) if last and started else None,
-            state.is_running or state.job_id is not None,
-        ))  # fmt: skip
+        statuses.append(
+            UnitStatus(
+                unit,
+                stage_of[unit],
+                last,
+                round((now - last.finished_at).total_seconds(), 3) if last else None,
+                round((last.finished_at - started).total_seconds(), 3)
+                if last and started
+                else None,
+                state.is_running or state.job_id is not None,
+            )
+        )
     return HostStatus(target.name, tuple(statuses), checked_at=now)
 
 

@@ -153,8 +153,10 @@ def _from_state(invocation: str, state: UnitState | None) -> Judgement | None:
     elif succeeded and (state.exec_main_code != CLD_EXITED or state.exec_main_status != 0):
         # Success from `show` alone needs the main process's own clean exit (issue 11, case 3).
         outcome = Outcome.UNKNOWN
-        reason = (f"systemd says Result=success but ExecMainCode={state.exec_main_code} "
-                  f"ExecMainStatus={state.exec_main_status}: no proven clean exit")  # fmt: skip
+        reason = (
+            f"systemd says Result=success but ExecMainCode={state.exec_main_code} "
+            f"ExecMainStatus={state.exec_main_status}: no proven clean exit"
+        )
     else:
         outcome = Outcome.SUCCEEDED if succeeded else Outcome.FAILED
         reason = None if succeeded else f"systemd result {state.result}"
@@ -210,35 +212,58 @@ def _from_journal(
     terminal = journal.terminal.get(invocation)
     cancelled = _cancelled(invocation, state, journal)
     if terminal is not None:
-        result = "success" if terminal.message_id == MESSAGE_UNIT_SUCCESS else (
-            terminal.unit_result or "failed")  # fmt: skip
+        result = (
+            "success"
+            if terminal.message_id == MESSAGE_UNIT_SUCCESS
+            else (terminal.unit_result or "failed")
+        )
         if cancelled is not None and result in ("success", "signal"):
             # Issue 11, case 2: "Deactivated successfully" after a stop is not a finished backup.
-            return Judgement(Phase.DONE, invocation, Outcome.CANCELLED, result,
-                             reason=cancelled, finished_at=terminal.timestamp)  # fmt: skip
+            return Judgement(
+                Phase.DONE,
+                invocation,
+                Outcome.CANCELLED,
+                result,
+                reason=cancelled,
+                finished_at=terminal.timestamp,
+            )
         if terminal.message_id == MESSAGE_UNIT_SUCCESS:
             return Judgement(
-                Phase.DONE, invocation, Outcome.SUCCEEDED, "success",
+                Phase.DONE,
+                invocation,
+                Outcome.SUCCEEDED,
+                "success",
                 finished_at=terminal.timestamp,
-            )  # fmt: skip
+            )
         return Judgement(
-            Phase.DONE, invocation, Outcome.FAILED, terminal.unit_result or "failed",
-            reason=terminal.message, finished_at=terminal.timestamp,
-        )  # fmt: skip
+            Phase.DONE,
+            invocation,
+            Outcome.FAILED,
+            terminal.unit_result or "failed",
+            reason=terminal.message,
+            finished_at=terminal.timestamp,
+        )
     done = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
     if done is None or done.invocation_id != invocation:
         return None
     if done.job_result == "canceled" or (done.job_result != "done" and cancelled is not None):
         return Judgement(
-            Phase.DONE, invocation, Outcome.CANCELLED, done.job_result,
+            Phase.DONE,
+            invocation,
+            Outcome.CANCELLED,
+            done.job_result,
             reason=cancelled or f"start job canceled ({done.message})",
             finished_at=done.timestamp,
-        )  # fmt: skip
+        )
     if done.job_result != "done":
         return Judgement(
-            Phase.DONE, invocation, Outcome.FAILED, done.job_result,
-            reason=done.message, finished_at=done.timestamp,
-        )  # fmt: skip
+            Phase.DONE,
+            invocation,
+            Outcome.FAILED,
+            done.job_result,
+            reason=done.message,
+            finished_at=done.timestamp,
+        )
     if tracking.unit_type == "oneshot" and cancelled is None:
         # A oneshot's start job completes only after its ExecStart= processes exited
         # successfully; for other types "done" only means "started".
@@ -296,23 +321,29 @@ def judge(tracking: Tracking, state: UnitState | None, journal: UnitJournal) -> 
         gone = state is None or (
             state.invocation_id != invocation and state.job_id is None and not state.is_running
         )
-        return Judgement(Phase.RUNNING, invocation, started_at=_started_at(tracking, journal),
-                         unaccounted=gone)  # fmt: skip
+        return Judgement(
+            Phase.RUNNING, invocation, started_at=_started_at(tracking, journal), unaccounted=gone
+        )
     done_entry = journal.job_done.get(tracking.job_id) if tracking.job_id is not None else None
     if done_entry is not None:
         # The job finished without ever creating a run.
         if done_entry.job_result in ("done", "skipped"):
             condition = "condition" in done_entry.message.lower()
             return Judgement(
-                Phase.DONE, None, Outcome.SKIPPED,
+                Phase.DONE,
+                None,
+                Outcome.SKIPPED,
                 "unmet-condition" if condition else done_entry.job_result,
                 reason=done_entry.message or "skipped by an unmet condition",
                 finished_at=done_entry.timestamp,
-            )  # fmt: skip
+            )
         return Judgement(
-            Phase.DONE, None, Outcome.FAILED, done_entry.job_result,
+            Phase.DONE,
+            None,
+            Outcome.FAILED,
+            done_entry.job_result,
             reason=done_entry.message or f"start job {done_entry.job_result}",
             finished_at=done_entry.timestamp,
-        )  # fmt: skip
+        )
     queued = state is not None and state.job_id is not None
     return Judgement(Phase.PENDING, unaccounted=not queued)

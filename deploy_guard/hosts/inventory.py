@@ -161,8 +161,9 @@ def nix_eval_flags(*, show_trace: bool = False) -> list[str]:
     return [*flags, "--show-trace"] if show_trace else flags
 
 
-def nix_eval_argv(source: str, flake: str, *, nix: str = "nix", show_trace: bool = False
-                  ) -> list[str]:  # fmt: skip
+def nix_eval_argv(
+    source: str, flake: str, *, nix: str = "nix", show_trace: bool = False
+) -> list[str]:
     """The `nix eval` command that prints ``source``'s hosts as JSON (no I/O).
 
     Raises:

@@ -79,10 +79,18 @@ def resolve_targets(
         )
         preflight = tuple(config.preflight)
         targets.append(
-            HostTarget(name, destination, become, specs, ssh_config, preflight, deploy_destination,
-                       stage_subset=bool(set(known_stages) - set(stages or known_stages)),
-                       proof=proof_settings(config, privileged=bool(become)))
-        )  # fmt: skip
+            HostTarget(
+                name,
+                destination,
+                become,
+                specs,
+                ssh_config,
+                preflight,
+                deploy_destination,
+                stage_subset=bool(set(known_stages) - set(stages or known_stages)),
+                proof=proof_settings(config, privileged=bool(become)),
+            )
+        )
     return tuple(targets)
 
 

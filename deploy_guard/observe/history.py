@@ -106,9 +106,12 @@ def entry_from_report(document: Any, path: Path | None = None) -> HistoryEntry:
 def _override(value: Any, *, audited: bool) -> OverrideEntry:
     override = _object(value, "override")
     at = override.get("at")
-    return OverrideEntry(_text(override, "reason"), _text(override, "by"),
-                         _time(at, "override.at") if at is not None else None,
-                         audited)  # fmt: skip
+    return OverrideEntry(
+        _text(override, "reason"),
+        _text(override, "by"),
+        _time(at, "override.at") if at is not None else None,
+        audited,
+    )
 
 
 def read_reports(runs: Path) -> tuple[list[HistoryEntry], list[str]]:
@@ -143,10 +146,17 @@ def entry_from_audit(line: str) -> HistoryEntry:
     failures = failures if isinstance(failures, list) else []
     override = OverrideEntry(_text(record, "reason"), _text(record, "user"), at, audited=True)
     return HistoryEntry(
-        run_id=_text(record, "run_id"), command=None, started_at=at, finished_at=None,
-        hosts=tuple(hosts), exit_code=None, deployed=False, override=override,
-        failures=tuple(f for f in failures if isinstance(f, dict)), report=None,
-    )  # fmt: skip
+        run_id=_text(record, "run_id"),
+        command=None,
+        started_at=at,
+        finished_at=None,
+        hosts=tuple(hosts),
+        exit_code=None,
+        deployed=False,
+        override=override,
+        failures=tuple(f for f in failures if isinstance(f, dict)),
+        report=None,
+    )
 
 
 def read_audit(path: Path) -> tuple[list[HistoryEntry], list[str]]:

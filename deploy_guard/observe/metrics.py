@@ -103,10 +103,14 @@ def render(report: RunReport, host: HostResult, previous: PreviousMetrics) -> by
     from prometheus_client import CollectorRegistry, Gauge, generate_latest  # noqa: PLC0415
 
     registry = CollectorRegistry()
-    run = {name: Gauge(name, HELP[name], registry=registry)
-           for name in (RUN_LAST, RUN_LAST_SUCCESS, RUN_DURATION, RUN_EXIT_CODE)}  # fmt: skip
-    units = {name: Gauge(name, HELP[name], UNIT_LABELS, registry=registry)
-             for name in (UNIT_SUCCESS, UNIT_DURATION, UNIT_LAST_SUCCESS)}  # fmt: skip
+    run = {
+        name: Gauge(name, HELP[name], registry=registry)
+        for name in (RUN_LAST, RUN_LAST_SUCCESS, RUN_DURATION, RUN_EXIT_CODE)
+    }
+    units = {
+        name: Gauge(name, HELP[name], UNIT_LABELS, registry=registry)
+        for name in (UNIT_SUCCESS, UNIT_DURATION, UNIT_LAST_SUCCESS)
+    }
     finished = report.finished_at.timestamp()
     backups_end = oldest_proven_backup(host)  # a whole proven run only (issue 11, case 7)
     run[RUN_LAST].set(finished)

@@ -167,8 +167,9 @@ def check_notify_available(config: Config, path: Path | None = None) -> None:
     if not urls:
         return
     if importlib.util.find_spec("apprise") is None:
-        raise ConfigError(path, [f"notify.urls: needs Apprise, which is not installed: "
-                                 f"{INSTALL_HINT}"])  # fmt: skip
+        raise ConfigError(
+            path, [f"notify.urls: needs Apprise, which is not installed: {INSTALL_HINT}"]
+        )
     import apprise  # noqa: PLC0415 (optional, and slow to import)
 
     problems = []
@@ -239,9 +240,14 @@ def send(urls: Sequence[str], message: Message) -> list[str]:
                     continue
                 client = apprise.Apprise()
                 client.add(service)
-                delivered = bool(client.notify(body=message.body, title=message.title,
-                                               notify_type=_notify_type(message.kind),
-                                               body_format=apprise.NotifyFormat.TEXT))  # fmt: skip
+                delivered = bool(
+                    client.notify(
+                        body=message.body,
+                        title=message.title,
+                        notify_type=_notify_type(message.kind),
+                        body_format=apprise.NotifyFormat.TEXT,
+                    )
+                )
                 # Secrets masked; the query (Apprise's defaults, maybe a token) left out.
                 shown = str(service.url(privacy=True)).partition("?")[0]  # type: ignore[no-untyped-call]
             except Exception as exc:  # a notifier's bug must not end the run: a warning

@@ -77,8 +77,9 @@ def oldest_proven_backup(host: HostResult) -> datetime | None:
     if host.exit_code is not ExitCode.OK or host.error is not None or host.stage_subset:
         return None
     units = [unit for stage in host.stages for unit in stage.units]
-    whole = all(stage.outcome in (StageOutcome.SUCCEEDED, StageOutcome.FRESH)
-                for stage in host.stages)  # fmt: skip
+    whole = all(
+        stage.outcome in (StageOutcome.SUCCEEDED, StageOutcome.FRESH) for stage in host.stages
+    )
     if not units or not whole or not all(unit.outcome.is_success for unit in units):
         return None
     ends = [unit.finished_at for unit in units]
@@ -139,8 +140,9 @@ def journal_message(report: RunReport, host: HostResult) -> str:
     text += f" (exit {int(host.exit_code)})"
     if host.error:
         text += f": {host.error}"
-    failed = [unit.unit for stage in host.stages for unit in stage.units
-              if not unit.outcome.is_success]  # fmt: skip
+    failed = [
+        unit.unit for stage in host.stages for unit in stage.units if not unit.outcome.is_success
+    ]
     if failed:
         text += f"; not succeeded: {', '.join(failed)}"
     if report.override is not None:

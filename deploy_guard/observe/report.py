@@ -173,8 +173,12 @@ def plan_json(
                 }
             )
         preflight = preflight_json(result.preflight) if result.preflight else []
-        entry = {"host": result.host, "error": result.error, "preflight": preflight,
-                 "stages": stages}  # fmt: skip
+        entry = {
+            "host": result.host,
+            "error": result.error,
+            "preflight": preflight,
+            "stages": stages,
+        }
         if destinations is not None and result.host in destinations:
             guard, deploy = destinations[result.host]
             entry |= {"guard_destination": guard, "deploy_destination": deploy}
@@ -225,9 +229,15 @@ def run_failures(hosts: Iterable[Mapping[str, Any]]) -> list[Failure]:
             for unit in _object(stage, "a stage").get("units") or ():
                 outcome = str(_object(unit, "a unit").get("outcome"))
                 if outcome not in success:
-                    failures.append({"host": host["host"], "stage": stage.get("name"),
-                                     "unit": unit.get("unit"), "outcome": outcome,
-                                     "reason": unit.get("reason")})  # fmt: skip
+                    failures.append(
+                        {
+                            "host": host["host"],
+                            "stage": stage.get("name"),
+                            "unit": unit.get("unit"),
+                            "outcome": outcome,
+                            "reason": unit.get("reason"),
+                        }
+                    )
     return failures
 
 

@@ -71,8 +71,10 @@ def write_metrics(transport: Transport, host: HostResult, observation: Observati
             try:
                 previous = metrics.parse_previous(text)
             except ValueError as exc:
-                warnings.append(f"{host.host}: the previous {path} could not be read ({exc}); "
-                                "its last-success timestamps start over")  # fmt: skip
+                warnings.append(
+                    f"{host.host}: the previous {path} could not be read ({exc}); "
+                    "its last-success timestamps start over"
+                )
         content = metrics.render(observation.report, host, previous)
         files.put_file(transport, path, content, private=False)
     except DeployGuardError as exc:
@@ -127,9 +129,11 @@ def _host_steps(config: Config) -> list[Callable[[Transport, HostResult, Observa
 
 
 def observe_host(
-    target: HostTarget, host: HostResult, connect: Callable[[HostTarget], Transport],
+    target: HostTarget,
+    host: HostResult,
+    connect: Callable[[HostTarget], Transport],
     observation: Observation,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Every write on one host, over one connection. Never raises."""
     steps = _host_steps(observation.config)
     if not steps or (host.error is not None and not host.stages):
@@ -171,9 +175,13 @@ def notify_run(report: RunReport, config: Config) -> list[str]:
 
 
 def observe(
-    report: RunReport, config: Config, targets: Sequence[HostTarget],
-    connect: Callable[[HostTarget], Transport], *, git_revision: str | None,
-) -> list[str]:  # fmt: skip
+    report: RunReport,
+    config: Config,
+    targets: Sequence[HostTarget],
+    connect: Callable[[HostTarget], Transport],
+    *,
+    git_revision: str | None,
+) -> list[str]:
     """Send the notification and, on each host of the report, write the metrics, the receipt
     and the journal entry; all at once (hosts in parallel, as in the run). Hosts are matched
     to ``targets`` by name. Returns the warnings, the notification's first; never raises for

@@ -80,9 +80,17 @@ def put_file(transport: Transport, path: PurePosixPath, content: bytes, *, priva
     try:
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
-            argv = ["sh", "-c", WRITE_SCRIPT, "sh", "077" if private else "022",
-                    "append" if index else "new", base64.b64encode(chunk).decode("ascii"),
-                    str(temporary), str(path) if last else ""]  # fmt: skip
+            argv = [
+                "sh",
+                "-c",
+                WRITE_SCRIPT,
+                "sh",
+                "077" if private else "022",
+                "append" if index else "new",
+                base64.b64encode(chunk).decode("ascii"),
+                str(temporary),
+                str(path) if last else "",
+            ]
             transport.run(argv, timeout=REMOTE_TIMEOUT, check=True)
     except TransportError:
         with contextlib.suppress(TransportError):  # the connection is gone: the error says why

@@ -155,9 +155,16 @@ def _blocks(text: str) -> list[dict[str, str]]:
 # Result or Type either. Required for a service only; for another unit a missing one counts as
 # empty, which proves no run (the verdict needs ExecMainCode=exited).
 _SERVICE_ONLY_PROPERTIES: Final = frozenset(
-    ("Result", "Type", "RemainAfterExit", "ExecMainCode", "ExecMainStatus",
-     "ExecMainStartTimestamp", "ExecMainExitTimestamp")
-)  # fmt: skip
+    (
+        "Result",
+        "Type",
+        "RemainAfterExit",
+        "ExecMainCode",
+        "ExecMainStatus",
+        "ExecMainStartTimestamp",
+        "ExecMainExitTimestamp",
+    )
+)
 _REQUIRED_PROPERTIES: Final = SHOW_PROPERTIES
 _INVOCATION_ID: Final = re.compile(r"(?:[0-9a-f]{32})?")
 
