@@ -97,10 +97,13 @@ def install(host: TestHost, units: dict[str, float], *, timers: bool = False) ->
         host.ssh("systemctl start " + " ".join(names))
 
 
-def config_file(directory: Path, name: str, stages: dict[str, list[str]]) -> Path:
-    text = CONFIG
+def config_file(directory: Path, name: str, stages: dict[str, list[str]],
+                allow_empty: bool = False, proof: bool = True) -> Path:  # fmt: skip
+    text = CONFIG if proof else CONFIG + "\n[proof]\nenabled = false\n"
     for stage, patterns in stages.items():
         text += f'\n[[stages]]\nname = "{stage}"\ntimeout = "10m"\nunits = {json.dumps(patterns)}\n'
+        # The fixed-cost run guards nothing on purpose: without this it fails (issue 11, case 5).
+        text += "allow_empty = true\n" if allow_empty else ""
     path = directory / f"{name}.toml"
     path.write_text(text)
     return path
@@ -228,10 +231,13 @@ class Bench:
         self.commands: dict[str, str] = {}
         self.large_times = times
 
-    def record(self, key: str, measure: Callable[[Build], Sample], times: int = 0) -> None:
+    def record(self, key: str, measure: Callable[[Build], Sample], times: int = 0,
+               only: str = "") -> None:  # fmt: skip
         # Interleaved: one sample of each build in turn, so noise hits both alike.
         for _ in range(times or self.times):
             for build in self.builds:
+                if only and build.name != only:
+                    continue
                 sample = measure(build)
                 self.results[build.name].setdefault(key, Measure()).samples.append(sample)
                 print(f"{key:>14} {build.name:>6}: {sample}", flush=True)
@@ -248,9 +254,23 @@ class Bench:
             directory = self.testbed.directory
             config = config_file(directory, "seed", SEED_PATTERNS)
             self.commands["seed set"] = f"run {host.name} --json -q --config seed.toml"
-            empty = config_file(directory, "empty", {"none": ["bench-none-*.service"]})
+            empty = config_file(
+                directory, "empty", {"none": ["bench-none-*.service"]}, allow_empty=True
+            )
             self.record("fixed", lambda b: guard(self.testbed, b, [host.name], empty))
             self.record("seed set", lambda b: guard(self.testbed, b, [host.name], config))
+            # Artifact proofs (issue 16, after "today") run on each stage boundary; the same
+            # run without them shows what the engine itself costs there. "today" has no
+            # [proof] table (its strict config would refuse the key), so "new" only.
+            bare = config_file(directory, "seed-noproof", SEED_PATTERNS, proof=False)
+            self.commands["seed set, no proof"] = (
+                f"run {host.name} --json -q --config seed-noproof.toml"
+            )
+            self.record(
+                "seed set, no proof",
+                lambda b: guard(self.testbed, b, [host.name], bare),
+                only="new",
+            )
             for _ in range(self.times):
                 self.seed.samples.append(Sample(seed_seconds(host)))
                 print(f"seed script: {self.seed.samples[-1]}", flush=True)

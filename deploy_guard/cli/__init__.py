@@ -7,7 +7,7 @@ codes.
 from __future__ import annotations
 
 import importlib
-import logging
+import os
 import sys
 from typing import Any, Final
 
@@ -16,8 +16,6 @@ import click
 from deploy_guard import __version__
 from deploy_guard.cli.options import GLOBAL_OPTIONS, F, common_option_decorators
 from deploy_guard.errors import DeployGuardError, ExitCode
-
-log = logging.getLogger(__name__)
 
 # name -> (module, function, one-line help). Commands are imported only when used, so that
 # `deploy-guard --help` does not pay for pydantic, rich and paramiko (FIELD-NOTES).
@@ -37,8 +35,34 @@ COMMANDS: Final = {
 }
 
 
+def _help_width(max_width: int = 80) -> int:
+    """click's help width (`HelpFormatter`), without its `import shutil` (bz2, lzma...):
+    $COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return max(min(columns or 80, max_width) - 2, 50)
+
+
+class LightContext(click.Context):
+    """click's context with the help width worked out here (subcommands inherit it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.terminal_width is None:
+            self.terminal_width = _help_width(self.max_content_width or 80)
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
+
+    context_class = LightContext
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *super().list_commands(ctx)]
@@ -107,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes ``error: ...`` and a documented exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     args, deploy_command = _split_deploy_command(args)
+    # deploy-guard uses no pydantic plugin; without this, the first model pydantic builds
+    # reads the entry points of every installed distribution looking for one (issue 15:
+    # 0.1-0.3 s in a development venv). A value the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         code = cli.main(args=args, prog_name="deploy-guard", standalone_mode=False,
                         obj={"deploy_command": deploy_command})  # fmt: skip
@@ -124,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.INTERRUPTED
     except DeployGuardError as exc:
         if "--debug" in args:  # before or after the command
-            log.exception("details")
+            import logging  # noqa: PLC0415  (only here: `--help` need not load it)
+
+            logging.getLogger(__name__).exception("details")
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
     sys.exit(int(code or 0))

@@ -16,7 +16,6 @@ import click
 from deploy_guard.cli.complete import complete_hosts, complete_stages
 from deploy_guard.cli.options import GLOBAL_OPTIONS, common_option_decorators
 from deploy_guard.durations import parse_duration
-from deploy_guard.transport.base import PARAMIKO_LOGGER
 
 if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, rich, paramiko
     from rich.console import Console
@@ -91,6 +90,9 @@ def setup_logging(common: Common) -> None:
     # paramiko's records (its own logger, and the channel `ssh.py` gives it) only with
     # --debug: a failed handshake logs a 21-line traceback at ERROR (issue 14).
     paramiko_level = logging.DEBUG if common.debug else logging.CRITICAL + 1
+    # Here, not at the top: `run --help` need not load the transport (issue 15).
+    from deploy_guard.transport.base import PARAMIKO_LOGGER  # noqa: PLC0415
+
     for name in ("paramiko", PARAMIKO_LOGGER):
         logging.getLogger(name).setLevel(paramiko_level)
 

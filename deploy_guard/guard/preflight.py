@@ -337,17 +337,18 @@ def run_preflight(
     results += [_evaluate(client, check, quiet, start_units) for check in checks]
     # Recorded after the checks: a check unit that failed just now was not broken by a deploy.
     failed: tuple[str, ...] = ()
-    try:
-        failed = client.failed_units()
+    boot: CommandResult | None = None
+    try:  # the failed units and the boot id in one round trip
+        listed, boot = client.failed_units_and_boot_id()
+        failed = client.failed_units_from(listed)
     except DeployGuardError as exc:
         reason = f"cannot list the failed units: {getattr(exc, 'reason', exc)}"
         results.append(CheckResult(FAILED_UNITS_CHECK, "system_state", False, reason))
-    try:
-        boot_id: str | None = client.boot_id()
-    except DeployGuardError as exc:
-        log.warning("%s: cannot read the boot id: %s", client.host, exc)
-        boot_id = None
-    return PreflightReport(tuple(results), failed, boot_id)
+    boot_id = boot.stdout.strip().replace("-", "") if boot is not None and boot.ok else ""
+    if not boot_id:
+        why = boot.stderr.strip() if boot is not None else "the host did not answer"
+        log.warning("%s: cannot read the boot id: %s", client.host, why)
+    return PreflightReport(tuple(results), failed, boot_id or None)
 
 
 def preflight_json(report: PreflightReport) -> list[dict[str, str]]:

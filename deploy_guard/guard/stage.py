@@ -139,6 +139,7 @@ class _StageRunner:
         self.aliases: dict[str, str] = {}
         self.cursor: str | None = None
         self.stage_cursor: str | None = None  # where this stage began in the journal
+        self.cursor_taken = False  # with the first batch's baseline `show`
         self.follow: JournalFollow | None = None
         self.stream_failures = 0
         self.sweep_due = 0.0  # monotonic time of the next full poll while streaming
@@ -147,8 +148,6 @@ class _StageRunner:
     def run(self) -> StageRun:
         fatal = None
         try:
-            # The cursor comes first: anything that happens after our baseline is after it.
-            self.cursor = self.stage_cursor = self.client.journal_cursor()
             self._skip_fresh()
             while self.queue or self.watches:
                 self._check_interrupt()
@@ -208,7 +207,15 @@ class _StageRunner:
             return
         self.checking = batch
         shown = self.clock.monotonic()
-        baseline = dict(zip(batch, self.client.show(batch), strict=True))
+        if self.cursor_taken:
+            states = self.client.show(batch)
+        else:
+            # The cursor comes first: anything that happens after our baseline is after it.
+            # Both in one round trip, in that order (the start needs the baseline's answer:
+            # units that cannot load, are active(exited) or are aliases are not started).
+            self.cursor, states = self.client.cursor_and_show(batch)
+            self.stage_cursor, self.cursor_taken = self.cursor, True
+        baseline = dict(zip(batch, states, strict=True))
         self.checking = []
         # While streaming, the first full poll comes after a sweep, scaled by what a `show`
         # of these units costs: reading them all while systemd starts them slows it down.
@@ -357,10 +364,12 @@ class _StageRunner:
                 self.watches[entry.unit].journal.add(entry)
         now = self.clock.monotonic()
         expiring: list[str] = []
+        killing: list[_Watch] = []
         for unit in units:
             watch, state = self.watches[unit], states[unit]
             if watch.stop_requested is not None:
-                self._confirm_stopped(watch, state, now)
+                if self._confirm_stopped(watch, state, now):
+                    killing.append(watch)
                 continue
             judgement = judge(watch.tracking, state, watch.journal)
             if judgement.invocation_id and not watch.tracking.seen_invocation:
@@ -374,6 +383,12 @@ class _StageRunner:
                 self._check_evidence(watch, now)
             else:
                 watch.unaccounted_since = None
+        if killing:  # one call for every unit that ignored SIGTERM
+            log.warning("%s: %s ignored SIGTERM; sending SIGKILL", self.client.host,
+                        ", ".join(w.tracking.unit for w in killing))  # fmt: skip
+            self.client.kill([states[w.tracking.unit].unit for w in killing])
+            for watch in killing:
+                watch.killed = now
         if expiring:
             self.client.stop(expiring)
             for unit in expiring:
@@ -396,8 +411,9 @@ class _StageRunner:
             unknown = Judgement(Phase.DONE, watch.invocation_id, Outcome.UNKNOWN, reason=reason)
             self._finish(watch, unknown)
 
-    def _confirm_stopped(self, watch: _Watch, state: UnitState, now: float) -> None:
-        """A unit past its deadline: stopped, escalating to SIGKILL, and confirmed."""
+    def _confirm_stopped(self, watch: _Watch, state: UnitState, now: float) -> bool:
+        """A unit past its deadline: stopped, escalating to SIGKILL, and confirmed. True
+        when it is to be sent SIGKILL now (the caller sends one call for all of them)."""
         grace = self.context.settings.stop_grace
         assert watch.stop_requested is not None
         if not state.is_running and state.job_id is None:
@@ -414,14 +430,13 @@ class _StageRunner:
                 ),
             )
         elif watch.killed is None and now - watch.stop_requested >= grace:
-            log.warning("%s: %s ignored SIGTERM; sending SIGKILL", self.client.host, state.unit)
-            self.client.kill([state.unit])
-            watch.killed = now
+            return True
         elif watch.killed is not None and now - watch.killed >= grace:
             reason = "did not finish in time and is still running after SIGKILL"
             self._finish(
                 watch, Judgement(Phase.DONE, watch.invocation_id, Outcome.TIMED_OUT, reason=reason)
             )
+        return False
 
     # -- results ----------------------------------------------------------------------------
 
@@ -494,6 +509,7 @@ class _StageRunner:
 
     def _attach_log_tails(self) -> None:
         lines = self.context.settings.log_lines
+        pending: dict[str, UnitResult] = {}
         for unit, result in list(self.results.items()):
             if result.outcome.is_success or not lines:
                 continue
@@ -502,15 +518,20 @@ class _StageRunner:
                 if result.reason:
                     self.results[unit] = replace(result, log_tail=(result.reason,))
                 continue
-            tail: tuple[str, ...] = ()
-            # journald writes asynchronously: the run's last lines may lag its end.
-            for _attempt in range(3):
-                tail = self.client.log_tail(result.invocation_id, lines, unit=unit,
-                                            since=self.stage_cursor)  # fmt: skip
-                if tail:
-                    break
+            pending[unit] = result
+        # One round trip per attempt for every failed run (no per-unit round trip).
+        # journald writes asynchronously: the run's last lines may lag its end.
+        for attempt in range(3):
+            if not pending:
+                break
+            runs = [(result.invocation_id or "", unit) for unit, result in pending.items()]
+            tails = self.client.log_tails(runs, lines, since=self.stage_cursor)
+            for (unit, result), tail in zip(list(pending.items()), tails, strict=True):
+                if tail or attempt == 2:
+                    self.results[unit] = replace(result, log_tail=tail)
+                    del pending[unit]
+            if pending:
                 self.clock.sleep(min(0.5, self.context.settings.poll_interval))
-            self.results[unit] = replace(result, log_tail=tail)
 
 
 def run_stage(context: StageContext, stage: StagePlan) -> StageRun:

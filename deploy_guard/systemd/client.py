@@ -27,6 +27,15 @@ MIN_SYSTEMD_VERSION: Final = 248
 SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
 JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
 QUICK_TIMEOUT: Final = 30.0  # the failed units, the system state, a unit's journal
+BOOT_ID_ARGV: Final = ("cat", "/proc/sys/kernel/random/boot_id")
+FAILED_UNITS_ARGV: Final = (
+    *SYSTEMCTL,
+    "list-units",
+    "--state=failed",
+    "--all",
+    "--plain",
+    "--no-legend",
+)
 # `journalctl --follow` that ends when its stdin closes (the SSH channel or our pipe): without
 # a pty nothing else would stop it on the host. fd 3 keeps the real stdin, because an
 # asynchronous list in a non-interactive sh reads /dev/null; `exec` keeps $$ for the kill.
@@ -167,7 +176,7 @@ class SystemdClient:
 
     def boot_id(self) -> str:
         """The host's current boot id (changes when it reboots)."""
-        result = self._run(["cat", "/proc/sys/kernel/random/boot_id"])
+        result = self._run(BOOT_ID_ARGV)
         return result.stdout.strip().replace("-", "")
 
     def list_unit_files(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
@@ -280,8 +289,25 @@ class SystemdClient:
 
     def journal_cursor(self) -> str | None:
         """The journal's current end, so later reads see only what happens from now on."""
-        result = self._run([*JOURNALCTL, "--lines=0", "--show-cursor"], check=False)
+        result = self._run(self._cursor_argv(), check=False)
         return parse.parse_cursor(result.stdout)
+
+    @staticmethod
+    def _cursor_argv() -> list[str]:
+        return [*JOURNALCTL, "--lines=0", "--show-cursor"]
+
+    def cursor_and_show(self, units: Sequence[str]) -> tuple[str | None, tuple[UnitState, ...]]:
+        """`journal_cursor()`, then `show(units)`, in that order, in one round trip: a
+        stage's cursor and baseline (the cursor is taken before the baseline is read).
+
+        Raises:
+            CommandFailed: `show` failed (as `show`).
+            HostProtocolError: its output cannot be parsed.
+        """
+        if not units:
+            return self.journal_cursor(), ()
+        position, shown = self.batch([self._cursor_argv(), self._show_argv(units)])
+        return parse.parse_cursor(position.stdout), self._states_from(shown, units)
 
     def journal_since(
         self, cursor: str | None, units: Sequence[str]
@@ -363,8 +389,28 @@ class SystemdClient:
         Raises:
             DeployGuardError: the host cannot be asked, or the answer makes no sense.
         """
-        argv = [*SYSTEMCTL, "list-units", "--state=failed", "--all", "--plain", "--no-legend"]
-        result = self.transport.run(argv, timeout=QUICK_TIMEOUT, check=True)
+        result = self.transport.run(FAILED_UNITS_ARGV, timeout=QUICK_TIMEOUT, check=False)
+        return self.failed_units_from(result)
+
+    def failed_units_and_boot_id(self) -> tuple[CommandResult, CommandResult]:
+        """The failed units' and the boot id's answers in one round trip (pre-flight records
+        both); `failed_units_from` reads the first.
+
+        Raises:
+            TransportError: the host could not be asked.
+        """
+        listed, boot = self.batch([FAILED_UNITS_ARGV, BOOT_ID_ARGV])
+        return listed, boot
+
+    def failed_units_from(self, result: CommandResult) -> tuple[str, ...]:
+        """`failed_units`' answer.
+
+        Raises:
+            CommandFailed: systemctl failed.
+            HostProtocolError: its answer makes no sense.
+        """
+        if not result.ok:
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
         units = self._parsed("the failed units", lambda: parse.parse_unit_list(result.stdout))
         return tuple(sorted(unit.unit for unit in units))
 
@@ -461,12 +507,29 @@ class SystemdClient:
         """
         if not invocation_id or lines <= 0:
             return ()
+        argv = self._log_tail_argv(invocation_id, lines, unit, since)
+        return self._tail_from(self._run(argv, check=False), lines)
+
+    def log_tails(
+        self, runs: Sequence[tuple[str, str]], lines: int, *, since: str | None = None
+    ) -> list[tuple[str, ...]]:
+        """`log_tail` of several runs ((invocation id, unit) each) in one round trip."""
+        if lines <= 0 or not runs:
+            return [() for _run in runs]
+        argvs = [self._log_tail_argv(invocation, lines, unit, since) for invocation, unit in runs]
+        return [self._tail_from(result, lines) for result in self.batch(argvs)]
+
+    @staticmethod
+    def _log_tail_argv(invocation_id: str, lines: int, unit: str, since: str | None) -> list[str]:
         argv = [*JOURNALCTL, "--output=cat", f"--lines={lines}"]
         if unit and since:
             argv.append(f"--cursor={since}")
         argv += [f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+", f"INVOCATION_ID={invocation_id}"]
         if unit and since:
             argv += ["+", f"_SYSTEMD_UNIT={unit}"]
-        result = self._run(argv, check=False)
+        return argv
+
+    @staticmethod
+    def _tail_from(result: CommandResult, lines: int) -> tuple[str, ...]:
         tail = result.stdout.splitlines()[-lines:] if result.ok else []
         return tuple(mask_secrets(line) for line in tail)
