@@ -171,11 +171,12 @@ def with_manifest(specs: Sequence[StageSpec], manifest: Manifest) -> tuple[Stage
         allow_empty = spec.allow_empty or (
             not stage.units and (not spec.critical or stage.allow_empty)
         )
-        result.append(replace(spec, patterns=stage.units, exclude=(), timeout_s=timeout,
-                              allow_empty=allow_empty, manifest=True))  # fmt: skip
+        exact = replace(spec, patterns=stage.units, exclude=(), manifest=True)  # the manifest's
+        result.append(replace(exact, timeout_s=timeout, allow_empty=allow_empty))
     for stage in by_name.values():
-        result.append(StageSpec(stage.name, False, stage.timeout_seconds or 3600.0,
-                                stage.units, (), None, True, manifest=True))  # fmt: skip
+        timeout = stage.timeout_seconds or 3600.0
+        spec = StageSpec(stage.name, False, timeout, stage.units, (), None, True, manifest=True)
+        result.append(spec)
     return tuple(result)
 
 

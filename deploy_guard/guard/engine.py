@@ -212,15 +212,17 @@ def run_host(
         if target.preflight:  # its unit checks run under this recovery: boot id first
             recovery.boot_id = client.boot_id()
         stage_context.emit(HostPlanned(target.name, plan))
-        preflight = run_preflight(client, target.preflight, required_units=_manifest_units(plan),
-                                  context=stage_context)  # fmt: skip
+        preflight = run_preflight(
+            client, target.preflight, required_units=_manifest_units(plan), context=stage_context
+        )
         # Otherwise pre-flight's own reading (before any unit started) is the reference.
         recovery.boot_id = recovery.boot_id or preflight.boot_id or client.boot_id()
         if not preflight.ok:  # a backup that cannot succeed is not started (exit 2)
             reason = preflight.summary()
             stages = tuple(_not_started(stage, reason) for stage in plan.stages)
-            return HostResult(target.name, ExitCode.CRITICAL, stages, error=reason,
-                              preflight=preflight)  # fmt: skip
+            return HostResult(
+                target.name, ExitCode.CRITICAL, stages, error=reason, preflight=preflight
+            )
         warnings: list[str] = []
         prover = Prover(stage_context, target.proof, {p.unit: p for p in plan.proofs})
         stages, error = _run_stages(plan, stage_context, warnings, prover)
@@ -239,9 +241,17 @@ def run_host(
     if error is None and (nothing := nothing_guarded(plan)) is not None:
         code, error = max(code, ExitCode.PARTIAL), nothing
     warnings += recovery.notes
-    return HostResult(target.name, code, stages, error=error, warnings=tuple(warnings),
-                      reconnects=recovery.reconnects, preflight=preflight,
-                      boot_ids=recovery.boot_ids, stage_subset=target.stage_subset)  # fmt: skip
+    return HostResult(
+        target.name,
+        code,
+        stages,
+        error=error,
+        warnings=tuple(warnings),
+        reconnects=recovery.reconnects,
+        preflight=preflight,
+        boot_ids=recovery.boot_ids,
+        stage_subset=target.stage_subset,
+    )
 
 
 def plan_hosts(
@@ -256,8 +266,9 @@ def plan_hosts(
             return PlanResult(target.name, None, host_error(exc, target.name))
         try:  # read-only: check units are not started by `plan`
             units = _manifest_units(plan)
-            preflight = run_preflight(client, target.preflight, required_units=units,
-                                      start_units=False)  # fmt: skip
+            preflight = run_preflight(
+                client, target.preflight, required_units=units, start_units=False
+            )
         finally:
             client.transport.close()
         error = None if preflight.ok else preflight.summary()

@@ -123,10 +123,14 @@ def judge_free_space(check: FreeSpaceCheck, usage: DiskUsage) -> CheckResult:
 
 def judge_units_exist(name: str, states: Sequence[UnitState], asked: Sequence[str]) -> CheckResult:
     """Pass when systemd knows every unit (LoadState not not-found) and can load it."""
-    missing = [unit for unit, state in zip(asked, states, strict=True)
-               if state.load_state == "not-found"]  # fmt: skip
-    broken = [f"{unit} ({state.load_state})" for unit, state in zip(asked, states, strict=True)
-              if state.load_state not in ("loaded", "not-found")]  # fmt: skip
+    missing = [
+        unit for unit, state in zip(asked, states, strict=True) if state.load_state == "not-found"
+    ]
+    broken = [
+        f"{unit} ({state.load_state})"
+        for unit, state in zip(asked, states, strict=True)
+        if state.load_state not in ("loaded", "not-found")
+    ]
     problems = []
     if missing:
         problems.append(f"missing on the host: {', '.join(missing)}")
@@ -181,8 +185,10 @@ def judge_tcp(check: TcpCheck, result: CommandResult) -> CheckResult:
     if result.exit_status == EXIT_TIMED_OUT:
         message = f"no connection to {address} within {check.timeout:g}s"
     elif result.exit_status in (EXIT_CANNOT_RUN, EXIT_NOT_FOUND):
-        message = (f"cannot test {address}: `timeout` (coreutils) or `bash` is missing on the "
-                   f"host: {last_line(result.stderr)}")  # fmt: skip
+        message = (
+            f"cannot test {address}: `timeout` (coreutils) or `bash` is missing on the "
+            f"host: {last_line(result.stderr)}"
+        )
     else:
         message = f"cannot connect to {address}: {_bash_reason(result.stderr)}"
     return CheckResult(check.name, check.kind, False, message)
@@ -262,8 +268,9 @@ def _unit(
 
 
 def _tcp(client: SystemdClient, check: TcpCheck) -> CheckResult:
-    argv = timed_argv(["bash", "-c", TCP_SCRIPT, "bash", check.host, str(check.port)],
-                      check.timeout)  # fmt: skip
+    argv = timed_argv(
+        ["bash", "-c", TCP_SCRIPT, "bash", check.host, str(check.port)], check.timeout
+    )
     return judge_tcp(check, _run(client, argv, check.timeout + BACKSTOP))
 
 
@@ -354,7 +361,11 @@ def run_preflight(
 def preflight_json(report: PreflightReport) -> list[dict[str, str]]:
     """The report's `preflight` list: each check's name, kind, outcome and message."""
     return [
-        {"name": check.name, "kind": check.kind,
-         "outcome": "passed" if check.ok else "failed", "message": check.message}
+        {
+            "name": check.name,
+            "kind": check.kind,
+            "outcome": "passed" if check.ok else "failed",
+            "message": check.message,
+        }
         for check in report.checks
-    ]  # fmt: skip
+    ]

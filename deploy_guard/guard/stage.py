@@ -5,6 +5,10 @@ When the transport can stream, a poll happens when `journalctl --follow` pushes 
 systemd's messages about a watched unit (and `show` reads only the units it named), with a
 full poll every `sweep_interval` as a safety net; when the stream breaks, polling every
 `poll_interval` takes over. The stream decides when to look, never what happened.
+
+Longer than most modules on purpose: one stage's watch is one state machine (`_StageRunner`),
+whose steps share the watches, the stream and the deadlines; split across files it would
+need those passed back and forth.
 """
 
 from __future__ import annotations
@@ -112,8 +116,10 @@ def _load_problem(state: UnitState, source: str) -> tuple[Outcome, str] | None:
     if state.load_state == "not-found" and source == "manifest":
         return Outcome.FAILED, MANIFEST_UNIT_MISSING
     if state.load_state != "loaded" and source == "manifest":
-        return Outcome.FAILED, (f"listed in the host's manifest but systemd cannot start it "
-                                f"(LoadState={state.load_state})")  # fmt: skip
+        return Outcome.FAILED, (
+            f"listed in the host's manifest but systemd cannot start it "
+            f"(LoadState={state.load_state})"
+        )
     if state.load_state == "not-found":
         return Outcome.FAILED, "no such unit on the host"
     if state.load_state != "loaded":
@@ -195,10 +201,17 @@ class _StageRunner:
                 continue
             self.queue.remove(unit)
             age = (now - run.finished_at).total_seconds()
-            self._record(UnitResult(unit, Outcome.FRESH, result="success",
-                                    invocation_id=run.invocation_id, finished_at=run.finished_at,
-                                    reason=f"succeeded {age:.0f}s ago ({run.source})",
-                                    age_s=round(age, 3)))  # fmt: skip
+            self._record(
+                UnitResult(
+                    unit,
+                    Outcome.FRESH,
+                    result="success",
+                    invocation_id=run.invocation_id,
+                    finished_at=run.finished_at,
+                    reason=f"succeeded {age:.0f}s ago ({run.source})",
+                    age_s=round(age, 3),
+                )
+            )
 
     def _launch_next(self) -> None:
         capacity = (self.stage.max_parallel or len(self.stage.units)) - len(self.watches)
@@ -225,8 +238,9 @@ class _StageRunner:
         for unit, state in baseline.items():
             if (problem := _load_problem(state, self.stage.source)) is not None:
                 self._finish_early(unit, *problem)
-            elif state.unit != unit and (state.unit in to_start or state.unit in self.watches
-                                         or state.unit in self.results):  # fmt: skip
+            elif state.unit != unit and (
+                state.unit in to_start or state.unit in self.watches or state.unit in self.results
+            ):
                 log.debug("%s: %s is an alias of %s", self.client.host, unit, state.unit)
                 self.aliases[unit] = state.unit
             else:
@@ -384,8 +398,11 @@ class _StageRunner:
             else:
                 watch.unaccounted_since = None
         if killing:  # one call for every unit that ignored SIGTERM
-            log.warning("%s: %s ignored SIGTERM; sending SIGKILL", self.client.host,
-                        ", ".join(w.tracking.unit for w in killing))  # fmt: skip
+            log.warning(
+                "%s: %s ignored SIGTERM; sending SIGKILL",
+                self.client.host,
+                ", ".join(w.tracking.unit for w in killing),
+            )
             self.client.kill([states[w.tracking.unit].unit for w in killing])
             for watch in killing:
                 watch.killed = now
@@ -490,8 +507,9 @@ class _StageRunner:
             reason = "interrupted: left running on the host"
         for unit in units:
             watch = self.watches[unit]
-            self._finish(watch, Judgement(Phase.DONE, watch.invocation_id, Outcome.UNKNOWN,
-                                          reason=reason))  # fmt: skip
+            self._finish(
+                watch, Judgement(Phase.DONE, watch.invocation_id, Outcome.UNKNOWN, reason=reason)
+            )
         for unit in [*self.launching, *self.checking, *self.queue]:
             self._finish_early(unit, Outcome.NOT_STARTED, "interrupted before it started")
         self.checking, self.launching, self.queue = [], [], []

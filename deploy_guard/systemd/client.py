@@ -2,6 +2,10 @@
 
 It decides nothing; `engine` decides. Every call goes through `Transport.run`, which quotes
 each argument.
+
+Longer than most modules on purpose: it is the one place every systemctl and journalctl argv
+is built (docs/architecture.md, Rules), each next to the parse of its answer; what is not
+systemctl or journalctl (files, the journal writer) is in `files`.
 """
 
 from __future__ import annotations
@@ -373,8 +377,12 @@ class SystemdClient:
         open_stream = getattr(self.transport, "open_stream", None)
         if open_stream is None or not units:
             return None
-        argv = [*JOURNALCTL, "--follow", "--output=json",
-                f"--output-fields={','.join(parse.JOURNAL_FIELDS)}"]  # fmt: skip
+        argv = [
+            *JOURNALCTL,
+            "--follow",
+            "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}",
+        ]
         # --cursor (inclusive), as in journal_since: --after-cursor with matches skips the
         # first match on systemd 252 (docs/field-notes.md); JournalFollow drops the entry
         # at the cursor itself.
@@ -467,9 +475,13 @@ class SystemdClient:
         if not units:
             return ()
         argv = [
-            "journalctl", "--no-pager", "--quiet", "--output=json",
-            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}", f"--lines={limit}",
-        ]  # fmt: skip
+            "journalctl",
+            "--no-pager",
+            "--quiet",
+            "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}",
+            f"--lines={limit}",
+        ]
         if since_seconds is not None:
             argv.append(f"--since=-{max(1, int(since_seconds))}s")
         argv += [
