@@ -70,8 +70,9 @@ from deploy_guard.model import (
 )
 from deploy_guard.observe import report
 from deploy_guard.observe.report import guard_failures
-from deploy_guard.observe.run import git_revision, observe
+from deploy_guard.observe.run import observe
 from deploy_guard.render import print_summary, say
+from deploy_guard.transport.process import git_revision
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Final
+from pathlib import PurePosixPath
 
 from deploy_guard.config import Config
 from deploy_guard.errors import (
@@ -27,12 +25,9 @@ from deploy_guard.model import HostResult, RunReport
 from deploy_guard.observe import metrics, notify, receipts
 from deploy_guard.observe.report import dumps
 from deploy_guard.systemd import files
-from deploy_guard.transport import process
 from deploy_guard.transport.base import Transport
 
 log = logging.getLogger(__name__)
-
-_GIT_REVISION: Final = re.compile(r"^[0-9a-f]{40,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +37,6 @@ class Observation:
     report: RunReport
     config: Config
     git_revision: str | None
-
-
-def git_revision(cwd: Path) -> str | None:
-    """`git rev-parse HEAD` in ``cwd``; None outside a repository, before the first commit,
-    or without git."""
-    try:
-        completed = process.git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd, timeout=10)
-    except process.ProcessTimeout:
-        return None
-    revision = completed.stdout.strip()
-    return revision if completed.returncode == 0 and _GIT_REVISION.match(revision) else None
 
 
 def _reason(exc: DeployGuardError) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO, Final
 
 log = logging.getLogger(__name__)
+
+_GIT_REVISION: Final = re.compile(r"^[0-9a-f]{40,64}$")
 
 NOT_FOUND: Final = 127  # the shell's status for a command it cannot find
 NOT_EXECUTABLE: Final = 126  # ... and for one it found but cannot execute
@@ -122,6 +125,17 @@ def git(
         return run(["git", *argv], Run(timeout=timeout, cwd=cwd, errors="surrogateescape"))
     except CannotStart as exc:
         return subprocess.CompletedProcess(["git", *argv], exc.status, "", "git is not installed")
+
+
+def git_revision(cwd: Path) -> str | None:
+    """`git rev-parse HEAD` in ``cwd``; None outside a repository, before the first commit,
+    or without git."""
+    try:
+        completed = git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd, timeout=10)
+    except ProcessTimeout:
+        return None
+    revision = completed.stdout.strip()
+    return revision if completed.returncode == 0 and _GIT_REVISION.match(revision) else None
 
 
 @dataclass(frozen=True, slots=True)

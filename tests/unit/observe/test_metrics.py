@@ -31,11 +31,12 @@ from deploy_guard.model import (
 )
 from deploy_guard.observe import metrics, receipts
 from deploy_guard.observe.metrics import PreviousMetrics, parse_previous, render
-from deploy_guard.observe.run import git_revision, observe
+from deploy_guard.observe.run import observe
 from deploy_guard.systemd import files
 from deploy_guard.systemd.files import CHUNK_BYTES, WRITE_SCRIPT, put_file, read_file
 from deploy_guard.transport.base import Transport
 from deploy_guard.transport.local import LocalTransport
+from deploy_guard.transport.process import git_revision
 from tests import builders
 
 STARTED = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
