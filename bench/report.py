@@ -236,7 +236,7 @@ NOTES = """
   the engine read that unit's `show` and the journal at once; the old engine looked every
   0.5 s, and read every watched unit each time. `show` + journal still decide every outcome;
   a full poll (with a keepalive) comes every 2 s or 5x the last full `show`; when the stream
-  breaks, polling every `poll_interval` takes over (tests/unit/test_stream_watch.py,
+  breaks, polling every `poll_interval` takes over (tests/unit/guard/test_stream_watch.py,
   tests/integration/test_journal_stream.py).
 - **Round trips before stage 1:** `systemctl --version` + the manifest, and `list-unit-files`
   + `list-units`, each pair in one call (`SystemdClient.batch`, a fixed `sh` script with

@@ -85,8 +85,11 @@ class HostProgress:
 
     @property
     def failures(self) -> list[UnitLine]:
-        return [line for line in self.units.values()
-                if line.outcome is not None and not line.outcome.is_success]  # fmt: skip
+        return [
+            line
+            for line in self.units.values()
+            if line.outcome is not None and not line.outcome.is_success
+        ]
 
 
 @dataclass(slots=True)
@@ -113,8 +116,9 @@ class FleetState:
                 self._host(host).stage = stage.name
             case UnitStarted(host, stage, unit, joined, started, deadline):
                 state = "joined" if joined else "running"
-                self._host(host).units[unit] = UnitLine(stage, unit, state, "cyan", started,
-                                                        deadline)  # fmt: skip
+                self._host(host).units[unit] = UnitLine(
+                    stage, unit, state, "cyan", started, deadline
+                )
             case UnitStopping(host, _stage, unit) if unit in self._host(host).units:
                 self._host(host).units[unit].state = "stopping (deadline)"
             case UnitFinished(host, stage, result):
@@ -125,7 +129,8 @@ class FleetState:
                 progress = self._host(result.host)
                 progress.finished = True
                 progress.status = f"exit {int(result.exit_code)}" + (
-                    f": {result.error}" if result.error else "")  # fmt: skip
+                    f": {result.error}" if result.error else ""
+                )
             case _:
                 pass
 
@@ -158,8 +163,12 @@ def compact_rows(state: FleetState) -> list[CompactRow]:
     rows = []
     for host in state.hosts.values():
         failures = host.failures
-        rows.append(CompactRow(host.host, host.stage, host.done, len(host.units), len(failures),
-                               host.status))  # fmt: skip
-        rows += [CompactRow(host.host, line.stage, 0, 0, 0, line.state, line.unit)
-                 for line in failures]  # fmt: skip
+        rows.append(
+            CompactRow(
+                host.host, host.stage, host.done, len(host.units), len(failures), host.status
+            )
+        )
+        rows += [
+            CompactRow(host.host, line.stage, 0, 0, 0, line.state, line.unit) for line in failures
+        ]
     return rows

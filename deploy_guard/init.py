@@ -12,8 +12,8 @@ from typing import Final
 
 from deploy_guard.config import StageConfig, default_stages
 from deploy_guard.durations import format_duration
-from deploy_guard.engine import Connector, HostTarget, connect_and_plan
 from deploy_guard.errors import UsageError
+from deploy_guard.guard.engine import Connector, HostTarget, connect_and_plan
 from deploy_guard.model import HostPlan
 from deploy_guard.units import first_match
 
@@ -62,8 +62,13 @@ def survey_host(target: HostTarget, connect: Connector) -> HostSurvey:
         seen = {unit for stage in plan.stages for unit in stage.units}
         seen |= {excluded.unit for stage in plan.stages for excluded in stage.excluded}
         listed = client.list_unit_files(BACKUP_LIKE)
-        unclaimed = sorted({item.unit for item in listed if item.unit not in seen
-                            and not item.unit.endswith("@.service")})  # fmt: skip
+        unclaimed = sorted(
+            {
+                item.unit
+                for item in listed
+                if item.unit not in seen and not item.unit.endswith("@.service")
+            }
+        )
     finally:
         client.transport.close()
     return HostSurvey(target.name, target.destination, plan, tuple(unclaimed))
@@ -97,11 +102,17 @@ def _host_lines(survey: HostSurvey, become: bool) -> list[str]:
         source = " (from the host's manifest)" if found_stage.source == "manifest" else ""
         lines.append(f"#   {found_stage.name}{source}: {found}")
     lines += [f"[hosts.{name}]", f"ssh = {json.dumps(survey.destination)}"]
-    lines.append('become = "sudo"' if become else (
-        '# become = "sudo"  # when ssh logs in as a user that is neither root nor the '
-        "module's guard user"))  # fmt: skip
-    lines.append('# deploy_target = "root@HOST"  # who the deploy logs in as, when not the '
-                 "guard (README)")  # fmt: skip
+    lines.append(
+        'become = "sudo"'
+        if become
+        else (
+            '# become = "sudo"  # when ssh logs in as a user that is neither root nor the '
+            "module's guard user"
+        )
+    )
+    lines.append(
+        '# deploy_target = "root@HOST"  # who the deploy logs in as, when not the guard (README)'
+    )
     overrides: list[str] = []
     planned = {stage.name: stage for stage in survey.plan.stages}
     for stage_config in default_stages():
@@ -112,12 +123,15 @@ def _host_lines(survey: HostSurvey, become: bool) -> list[str]:
         lines.append(f"# {stage.name}: patterns that match here: {', '.join(matching) or 'none'}")
         table: list[str] = []
         if not stage.units and stage_config.critical:
-            table += ["# No unit here matches this critical stage: it may be empty on this host",
-                      "# (it still runs any matching unit that appears later).",
-                      "allow_empty = true"]  # fmt: skip
+            table += [
+                "# No unit here matches this critical stage: it may be empty on this host",
+                "# (it still runs any matching unit that appears later).",
+                "allow_empty = true",
+            ]
         if survey.unclaimed and stage_config.name == "applications":
-            table.append("# Units that look like backups but match no pattern; uncomment to "
-                         "guard them too:")  # fmt: skip
+            table.append(
+                "# Units that look like backups but match no pattern; uncomment to guard them too:"
+            )
             extra = f"extra_units = {_toml_list(survey.unclaimed)}"
             table += [f"# {line}" for line in extra.splitlines()]
         if table:
@@ -152,8 +166,12 @@ def render_config(surveys: Sequence[HostSurvey] = (), *, become: bool = False) -
         "",
     ]
     if not surveys:
-        lines += ["# One table per host (default: the SSH destination is the name):",
-                  "# [hosts.forge]", '# ssh = "deploy-guard@forge.example.org"', ""]  # fmt: skip
+        lines += [
+            "# One table per host (default: the SSH destination is the name):",
+            "# [hosts.forge]",
+            '# ssh = "deploy-guard@forge.example.org"',
+            "",
+        ]
     for survey in surveys:
         lines += _host_lines(survey, become)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -100,7 +100,7 @@ class UnitResult:
     log_tail: tuple[str, ...] = ()
     reason: str | None = None
     age_s: float | None = None  # `fresh` units: how long ago their last success ended
-    artifact: Artifact | None = None  # stage 4: the backup's own records (deploy_guard.proof)
+    artifact: Artifact | None = None  # stage 4: the backup's own records (deploy_guard.guard.proof)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ class CheckResult:
 @dataclass(frozen=True, slots=True)
 class PreflightReport:
     """Every pre-flight check on one host, and the host's state for the post-deploy
-    comparison (`deploy_guard.preflight` produces it)."""
+    comparison (`deploy_guard.guard.preflight` produces it)."""
 
     checks: tuple[CheckResult, ...]
     failed_units: tuple[str, ...]  # failed before anything was deployed
@@ -151,7 +151,7 @@ class PreflightReport:
 
 @dataclass(frozen=True, slots=True)
 class HealthResult:
-    """One `[[health]]` check: passed or not, after how many tries (`deploy_guard.health`)."""
+    """One `[[health]]` check: passed or not, after how many tries (`deploy.health`)."""
 
     name: str
     kind: str
@@ -172,7 +172,7 @@ class FailedUnit:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """One verification of one host (`deploy_guard.verify`). ``problems``: anything else that
+    """One verification of one host (`deploy_guard.deploy.verify`). ``problems``: anything else that
     makes it unhealthy (did not settle, did not reboot, unreachable, no pre-deploy record)."""
 
     system_state: str | None
@@ -337,3 +337,8 @@ def host_exit_code(stages: tuple[StageResult, ...]) -> ExitCode:
 def worst(codes: list[ExitCode]) -> ExitCode:
     """With several hosts the worst exit code wins (an empty list is success)."""
     return max(codes, default=ExitCode.OK)
+
+
+# One entry of a run's failures (the audit record's and `history`'s `failures`): a host error
+# or a unit that did not succeed (`observe.report.run_failures`).
+Failure = dict[str, str | None]

@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from deploy_guard.durations import format_duration
-from deploy_guard.engine import PlanResult
 from deploy_guard.events import (
     Event,
     HostConnecting,
@@ -28,13 +27,20 @@ from deploy_guard.events import (
     UnitStopping,
 )
 from deploy_guard.fleetview import STYLE, FleetState, compact_rows, fits_in_detail
-from deploy_guard.model import BuildOutcome, Outcome, RunReport, UnitResult
+from deploy_guard.guard.engine import PlanResult
+from deploy_guard.model import BuildOutcome, DeployStep, Outcome, RunReport, UnitResult
 from deploy_guard.transport.base import quote_argv
 
 _STYLE = STYLE  # outcome -> rich style, shared with the live view
-EXIT_MEANING = {0: "all backups succeeded", 1: "partial failure", 2: "critical failure",
-                3: "configuration or usage error", 4: "the deploy command failed",
-                5: "unhealthy after the deploy", 130: "interrupted"}  # fmt: skip
+EXIT_MEANING = {
+    0: "all backups succeeded",
+    1: "partial failure",
+    2: "critical failure",
+    3: "configuration or usage error",
+    4: "the deploy command failed",
+    5: "unhealthy after the deploy",
+    130: "interrupted",
+}
 
 
 def _describe(result: UnitResult) -> str:
@@ -57,6 +63,12 @@ def _describe(result: UnitResult) -> str:
     return " ".join(parts)
 
 
+def say(console: Console, text: str, style: str = "", *, soft_wrap: bool | None = None) -> None:
+    """One message in one style, as text: rich markup in it is not read (a unit or host name,
+    a reason from a host, can hold brackets)."""
+    console.print(Text(text, style=style), soft_wrap=soft_wrap)
+
+
 class LineRenderer:
     """One timestamped line per event: for logs, CI and anything that is not a terminal."""
 
@@ -68,8 +80,11 @@ class LineRenderer:
     def _line(self, host: str, text: str, style: str = "") -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         with self._lock:
-            self.console.print(Text(f"{stamp} [{host}] ") + Text(text, style=style),
-                               highlight=False, soft_wrap=True)  # fmt: skip
+            self.console.print(
+                Text(f"{stamp} [{host}] ") + Text(text, style=style),
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def __call__(self, event: Event) -> None:
         if self.quiet and not isinstance(event, HostWarning):
@@ -81,23 +96,30 @@ class LineRenderer:
                 total = sum(len(stage.units) for stage in plan.stages)
                 self._line(host, f"{total} backup units in {len(plan.stages)} stages")
             case StageStarted(host, stage):
-                self._line(host, f"stage {stage.name}: {len(stage.units)} units, "
-                                 f"deadline {format_duration(stage.timeout_s)} each")  # fmt: skip
+                self._line(
+                    host,
+                    f"stage {stage.name}: {len(stage.units)} units, "
+                    f"deadline {format_duration(stage.timeout_s)} each",
+                )
             case UnitStarted(host, stage, unit, joined, _started, _deadline):
                 verb = "joined running" if joined else "started"
                 self._line(host, f"{stage}: {verb} {unit}")
             case UnitStopping(host, stage, unit):
                 self._line(host, f"{stage}: {unit} passed its deadline; stopping it", "red")
             case UnitFinished(host, stage, result):
-                self._line(host, f"{stage}: {result.unit} {_describe(result)}",
-                           _STYLE[result.outcome])  # fmt: skip
+                self._line(
+                    host, f"{stage}: {result.unit} {_describe(result)}", _STYLE[result.outcome]
+                )
             case StageFinished(host, result):
                 self._line(host, f"stage {result.name}: {result.outcome.value}")
             case HostWarning(host, message):
                 self._line(host, f"warning: {message}", "yellow")
             case HostFinished(result):
-                self._line(result.host, f"done: exit {int(result.exit_code)}"
-                           + (f" ({result.error})" if result.error else ""))  # fmt: skip
+                self._line(
+                    result.host,
+                    f"done: exit {int(result.exit_code)}"
+                    + (f" ({result.error})" if result.error else ""),
+                )
 
     def close(self) -> None:
         """Nothing to tear down."""
@@ -112,8 +134,9 @@ class LiveRenderer:
         self.console = console
         self.state = FleetState()
         self._lock = threading.Lock()
-        self._live = Live(console=console, refresh_per_second=4, transient=False,
-                          get_renderable=self._render)  # fmt: skip
+        self._live = Live(
+            console=console, refresh_per_second=4, transient=False, get_renderable=self._render
+        )
         self._live.start()
 
     def __call__(self, event: Event) -> None:
@@ -155,8 +178,14 @@ def fleet_view(state: FleetState) -> Table:
         table.add_column(column)
     for row in compact_rows(state):
         if row.unit:
-            table.add_row("", Text(row.stage, style="dim"), Text(f"  {row.unit}", style="red"),
-                          "", "", Text(row.status, style="bold red"))  # fmt: skip
+            table.add_row(
+                "",
+                Text(row.stage, style="dim"),
+                Text(f"  {row.unit}", style="red"),
+                "",
+                "",
+                Text(row.status, style="bold red"),
+            )
             continue
         bar = ProgressBar(total=max(row.total, 1), completed=row.done, width=20)
         failed = Text(str(row.failed), style="bold red" if row.failed else "green")
@@ -164,34 +193,41 @@ def fleet_view(state: FleetState) -> Table:
     return table
 
 
-def print_summary(console: Console, report: RunReport, log_lines: int = 5,
-                  *, final: bool = True) -> None:  # fmt: skip
+def print_summary(
+    console: Console, report: RunReport, log_lines: int = 5, *, final: bool = True
+) -> None:
     """Always printed: each failure with its reason and the last lines of its run's log."""
     console.print()
     for host in report.hosts:
         if not host.stages:  # never connected, or failed before planning: nothing was run
             error = f": {host.error}" if host.error else ""
-            console.print(Text(f"{host.host}: not reached (exit {int(host.exit_code)}){error}",
-                               style="bold red"))  # fmt: skip
+            say(
+                console, f"{host.host}: not reached (exit {int(host.exit_code)}){error}", "bold red"
+            )
             continue
         if host.error:
-            console.print(Text(f"{host.host}: {host.error}", style="bold red"))
+            say(console, f"{host.host}: {host.error}", "bold red")
         for stage in host.stages:
             for unit in stage.units:
                 if unit.outcome.is_success:
                     continue
-                console.print(Text(f"{host.host} {stage.name} {unit.unit}: {_describe(unit)}",
-                                   style=_STYLE[unit.outcome]))  # fmt: skip
+                say(
+                    console,
+                    f"{host.host} {stage.name} {unit.unit}: {_describe(unit)}",
+                    _STYLE[unit.outcome],
+                )
                 for line in unit.log_tail[-log_lines:]:
                     console.print(Text(f"    | {line}", style="dim"), highlight=False)
             if stage.reason and not stage.units:
-                console.print(Text(f"{host.host} {stage.name}: {stage.reason}", style="yellow"))
+                say(console, f"{host.host} {stage.name}: {stage.reason}", "yellow")
         units = [unit for stage in host.stages for unit in stage.units]
         succeeded = sum(unit.outcome.is_success for unit in units)
         fresh = sum(unit.outcome is Outcome.FRESH for unit in units)
         note = f" ({fresh} fresh)" if fresh else ""
-        console.print(f"{host.host}: {succeeded}/{len(units)} units succeeded{note}, "
-                      f"exit {int(host.exit_code)}")  # fmt: skip
+        console.print(
+            f"{host.host}: {succeeded}/{len(units)} units succeeded{note}, "
+            f"exit {int(host.exit_code)}"
+        )
     if final:
         _final_line(console, report)
 
@@ -200,57 +236,68 @@ def _final_line(console: Console, report: RunReport) -> None:
     code = int(report.exit_code)
     meaning = "deployed" if code == 0 and report.deploy else EXIT_MEANING.get(code, "error")
     style = "bold green" if code == 0 else "bold red"
-    console.print(Text(f"deploy-guard: exit {code} ({meaning}); run {report.run_id}", style=style))
+    say(console, f"deploy-guard: exit {code} ({meaning}); run {report.run_id}", style)
 
 
 def print_deploy(console: Console, report: RunReport, warnings: Sequence[str] = ()) -> None:
     """After `apply`: the override, what was deployed, skipped or refused, and the exit."""
     for warning in warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        say(console, f"warning: {warning}", "yellow")
     if report.override is not None:
         override = report.override
-        console.print(Text(f"OVERRIDE by {override.by}: {override.reason} (recorded in the audit "
-                           "log and each host's journal)", style="bold yellow"))  # fmt: skip
+        say(
+            console,
+            f"OVERRIDE by {override.by}: {override.reason} (recorded in the audit "
+            "log and each host's journal)",
+            "bold yellow",
+        )
     deploy = report.deploy
     build = deploy.build if deploy is not None else None
     if build is not None:
         _print_build(console, build)
     if build is not None and build.exit_code not in (None, 0):
-        console.print(Text("build failed: nothing was started on the hosts and nothing was "
-                           "deployed.", style="bold red"))  # fmt: skip
+        say(
+            console,
+            "build failed: nothing was started on the hosts and nothing was deployed.",
+            "bold red",
+        )
     elif deploy is not None and deploy.refused and report.exit_code == 130:
-        console.print(Text("interrupted: nothing was deployed.", style="bold red"))
+        say(console, "interrupted: nothing was deployed.", "bold red")
     elif deploy is not None and deploy.refused:
-        console.print(Text("deploy refused: the guard did not pass on "
-                           f"{', '.join(deploy.skipped_hosts)}; nothing was deployed. "
-                           "Fix the backups, or deploy the hosts that passed with "
-                           "--keep-going, or --override REASON.", style="bold red"))  # fmt: skip
+        say(
+            console,
+            "deploy refused: the guard did not pass on "
+            f"{', '.join(deploy.skipped_hosts)}; nothing was deployed. "
+            "Fix the backups, or deploy the hosts that passed with "
+            "--keep-going, or --override REASON.",
+            "bold red",
+        )
     elif deploy is not None:
         if deploy.skipped_hosts:
-            console.print(Text(f"skipped (guard failed): {', '.join(deploy.skipped_hosts)}",
-                               style="bold red"))  # fmt: skip
-        for step in deploy.steps:
-            status = "not run" if step.exit_code is None else f"exit {step.exit_code}"
-            style = "green" if step.exit_code == 0 else "bold red"
-            console.print(Text(f"deploy {', '.join(step.hosts)}: {' '.join(step.argv)}: {status}",
-                               style=style), soft_wrap=True)  # fmt: skip
+            say(console, f"skipped (guard failed): {', '.join(deploy.skipped_hosts)}", "bold red")
+        _print_steps(console, "deploy", deploy.steps)
     _print_verification(console, report)
     _final_line(console, report)
 
 
-def _print_build(console: Console, build: BuildOutcome) -> None:
-    for step in build.steps:
+def _print_steps(console: Console, what: str, steps: Sequence[DeployStep]) -> None:
+    """One line per command of the build or the deploy: its hosts, argv and exit status."""
+    for step in steps:
         status = "not run" if step.exit_code is None else f"exit {step.exit_code}"
         style = "green" if step.exit_code == 0 else "bold red"
-        console.print(Text(f"build {', '.join(step.hosts)}: {' '.join(step.argv)}: {status}",
-                           style=style), soft_wrap=True)  # fmt: skip
+        text = f"{what} {', '.join(step.hosts)}: {' '.join(step.argv)}: {status}"
+        say(console, text, style, soft_wrap=True)
+
+
+def _print_build(console: Console, build: BuildOutcome) -> None:
+    _print_steps(console, "build", build.steps)
     console.print(f"build took {format_duration(build.duration_s)}")
 
 
 def print_commands(console: Console, verb: str, argvs: Sequence[Sequence[str]]) -> None:
     """`apply --dry-run`: the commands that would run, one per line, quoted for a shell."""
     for argv in argvs:
-        console.print(Text(f"would {verb}: {quote_argv(argv)}"), soft_wrap=True)
+        say(console, f"would {verb}: {quote_argv(argv)}", soft_wrap=True)
 
 
 def _print_verification(console: Console, report: RunReport) -> None:
@@ -261,33 +308,39 @@ def _print_verification(console: Console, report: RunReport) -> None:
             continue
         verify = verification.verify
         if verify.ok:
-            console.print(Text(f"{host.host}: healthy after the deploy", style="green"))
+            say(console, f"{host.host}: healthy after the deploy", "green")
             continue
-        console.print(Text(f"{host.host}: UNHEALTHY after the deploy", style="bold red"))
+        say(console, f"{host.host}: UNHEALTHY after the deploy", "bold red")
         for unit in verify.new_failed_units:
-            console.print(Text(f"    new failed unit {unit.unit} ({unit.result})", style="red"))
+            say(console, f"    new failed unit {unit.unit} ({unit.result})", "red")
             for line in unit.log_tail[-5:]:
                 console.print(Text(f"      | {line}", style="dim"), highlight=False)
         for check in verify.failed_checks:
-            console.print(Text(f"    check {check.name} failed after {check.attempts} tries: "
-                               f"{check.message}", style="red"))  # fmt: skip
+            say(
+                console,
+                f"    check {check.name} failed after {check.attempts} tries: {check.message}",
+                "red",
+            )
         for problem in verify.problems:
-            console.print(Text(f"    {problem}", style="red"))
+            say(console, f"    {problem}", "red")
         if verification.rollback is not None:
             state = "rolled back" if verification.rollback.ok else "ROLLBACK FAILED"
             after = verification.after_rollback
             healthy = " and healthy again" if after is not None and after.ok else ""
-            console.print(Text(f"    {state}{healthy}", style="yellow"))
+            say(console, f"    {state}{healthy}", "yellow")
 
 
-def print_plan(console: Console, plans: Sequence[PlanResult],
-               destinations: Mapping[str, tuple[str, str]] | None = None) -> None:  # fmt: skip
+def print_plan(
+    console: Console,
+    plans: Sequence[PlanResult],
+    destinations: Mapping[str, tuple[str, str]] | None = None,
+) -> None:
     """The human form of `plan`; ``destinations``: each host's guard and deploy destination."""
     for result in plans:
         if result.plan is None:
-            console.print(Text(f"{result.host}: {result.error}", style="bold red"))
+            say(console, f"{result.host}: {result.error}", "bold red")
             continue
-        console.print(Text(result.host, style="bold"))
+        say(console, result.host, "bold")
         if destinations is not None and result.host in destinations:
             guard, deploy = destinations[result.host]
             console.print(f"  guard as   {guard}", soft_wrap=True)
@@ -295,17 +348,16 @@ def print_plan(console: Console, plans: Sequence[PlanResult],
         for number, stage in enumerate(result.plan.stages, 1):
             flags = ", critical" if stage.critical else ""
             flags += ", units from the host's manifest" if stage.source == "manifest" else ""
-            console.print(f"  {number}. {stage.name} (deadline {format_duration(stage.timeout_s)}"
-                          f"{flags})")  # fmt: skip
+            console.print(
+                f"  {number}. {stage.name} (deadline {format_duration(stage.timeout_s)}{flags})"
+            )
             for unit in stage.units:
                 console.print(f"       run      {unit}")
                 if unit in result.proofs:
-                    console.print(Text(f"         proof  {result.proofs[unit]}", style="dim"))
+                    say(console, f"         proof  {result.proofs[unit]}", "dim")
             for excluded in stage.excluded:
-                console.print(
-                    Text(f"       exclude  {excluded.unit}: {excluded.reason}", style="dim")
-                )
+                say(console, f"       exclude  {excluded.unit}: {excluded.reason}", "dim")
             for pattern in stage.unmatched:
-                console.print(Text(f"       no match {pattern}", style="yellow"))
+                say(console, f"       no match {pattern}", "yellow")
             if not stage.units:
-                console.print(Text("       (no unit)", style="yellow"))
+                say(console, "       (no unit)", "yellow")

@@ -37,8 +37,12 @@ def private_directory(path: Path, *, up_to: Path) -> None:
         mode = stat.S_IMODE(os.stat(directory).st_mode)
         if mode & 0o077:
             os.chmod(directory, DIRECTORY_MODE)
-            log.warning("%s was readable by others (mode %04o): tightened to %04o",
-                        directory, mode, DIRECTORY_MODE)  # fmt: skip
+            log.warning(
+                "%s was readable by others (mode %04o): tightened to %04o",
+                directory,
+                mode,
+                DIRECTORY_MODE,
+            )
 
 
 def write_private(path: Path, text: str) -> None:

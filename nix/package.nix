@@ -45,7 +45,7 @@ python3Packages.buildPythonApplication {
       ../deploy_guard
       ../tests/__init__.py
       ../tests/unit
-      # Read by tests/unit/test_hook.py and tests/unit/test_manifest.py.
+      # Read by tests/unit/deploy/test_hook.py and tests/unit/test_manifest.py.
       (lib.fileset.maybeMissing ../hooks)
       ./tests/sample-host-manifest.json
     ];
@@ -85,7 +85,7 @@ python3Packages.buildPythonApplication {
   nativeCheckInputs = [
     python3Packages.pytestCheckHook
     python3Packages.hypothesis
-    # tests/unit/test_hook.py drives git; test_sshconfig.py runs `ssh -G`.
+    # tests/unit/deploy/test_hook.py drives git; test_sshconfig.py runs `ssh -G`.
     git
     openssh
   ]

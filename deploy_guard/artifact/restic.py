@@ -86,8 +86,9 @@ def judge(output: CheckOutput, started_at: datetime, params: Params) -> Artifact
         key = tuple(sorted(str(path) for path in wanted))
         candidates = [candidate for candidate, paths in snapshots if paths == key]
         where = f"of {' '.join(key)} in the repository"
-        return newest_decision(KIND, candidates, started_at, tool="restic", what="snapshot",
-                               where=where)  # fmt: skip
+        return newest_decision(
+            KIND, candidates, started_at, tool="restic", what="snapshot", where=where
+        )
     # This job's paths are unknown: another job sharing the repository may have made any
     # new snapshot, so only "nothing at all" and "nothing new at all" can be told.
     everything = [candidate for candidate, _paths in snapshots]

@@ -106,8 +106,7 @@ def _add_common_options(function: F) -> F:
     return function
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=EPILOG)  # fmt: skip
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "-V", "--version", prog_name="deploy-guard")
 @_add_common_options
 @click.pass_context
@@ -136,8 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     # 0.1-0.3 s in a development venv). A value the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
-        code = cli.main(args=args, prog_name="deploy-guard", standalone_mode=False,
-                        obj={"deploy_command": deploy_command})  # fmt: skip
+        code = cli.main(
+            args=args,
+            prog_name="deploy-guard",
+            standalone_mode=False,
+            obj={"deploy_command": deploy_command},
+        )
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:
@@ -147,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         code = ExitCode.CONFIG
     except KeyboardInterrupt:
-        click.echo("\ninterrupted: backups already started keep running on the hosts; "
-                   "nothing was deployed", err=True)  # fmt: skip
+        click.echo(
+            "\ninterrupted: backups already started keep running on the hosts; "
+            "nothing was deployed",
+            err=True,
+        )
         code = ExitCode.INTERRUPTED
     except DeployGuardError as exc:
         if "--debug" in args:  # before or after the command

@@ -21,10 +21,10 @@ if TYPE_CHECKING:  # imported where used: `--help` must not pay for pydantic, ri
     from rich.console import Console
 
     from deploy_guard.config import Config
-    from deploy_guard.engine import HostTarget
+    from deploy_guard.guard.engine import HostTarget
     from deploy_guard.render import LineRenderer, LiveRenderer
-    from deploy_guard.stage import EngineSettings
     from deploy_guard.transport.base import Transport
+    from deploy_guard.workflow import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,11 +58,14 @@ def pop_common(kwargs: dict[str, Any]) -> Common:
         config=kwargs.pop("config") or before.get("config"),
         verbose=kwargs.pop("verbose") + before.get("verbose", 0),
         quiet=kwargs.pop("quiet") or before.get("quiet", False),
-        no_color=kwargs.pop("no_color") or before.get("no_color", False)
-        or bool(os.environ.get("NO_COLOR")),
+        no_color=(
+            kwargs.pop("no_color")
+            or before.get("no_color", False)
+            or bool(os.environ.get("NO_COLOR"))
+        ),
         json=kwargs.pop("json_output") or before.get("json_output", False),
         debug=kwargs.pop("debug") or before.get("debug", False),
-    )  # fmt: skip
+    )
 
 
 def common_options(function: F) -> F:
@@ -85,8 +88,9 @@ def setup_logging(common: Common) -> None:
         level = logging.DEBUG
     elif common.verbose == 1:
         level = logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)  # fmt: skip
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
     # paramiko's records (its own logger, and the channel `ssh.py` gives it) only with
     # --debug: a failed handshake logs a 21-line traceback at ERROR (issue 14).
     paramiko_level = logging.DEBUG if common.debug else logging.CRITICAL + 1
@@ -124,22 +128,19 @@ def renderer(common: Common, output: Console) -> LiveRenderer | LineRenderer:
 
 def connector(config: Config) -> Callable[[HostTarget], Transport]:
     """Opens the connection to a host with the configured connect timeout."""
-    from deploy_guard.hosts import connect  # noqa: PLC0415
+    from deploy_guard.hosts.targets import connect  # noqa: PLC0415
 
     return functools.partial(connect, connect_timeout=config.connect_timeout)
 
 
-def settings(config: Config, max_age: float | None = None) -> EngineSettings:
-    """Engine timing from the configuration; ``max_age`` (--max-age) wins over `max_age`."""
-    from deploy_guard.stage import EngineSettings  # noqa: PLC0415
+def session(common: Common, config: Config) -> Session:
+    """What the workflow needs from a command: the hosts' connector, stderr, the live view
+    (on a terminal) or log lines."""
+    from deploy_guard.workflow import Session  # noqa: PLC0415
 
-    return EngineSettings(
-        poll_interval=config.poll_interval,
-        stop_grace=config.stop_grace,
-        log_lines=config.log_lines,
-        max_age=max_age if max_age is not None else config.max_age,
-        reconnect_limit=config.reconnect_limit,
-    )
+    output = console(common)
+    progress = functools.partial(renderer, common, output)
+    return Session(config, connector(config), output, progress, json=common.json)
 
 
 def _max_age(
@@ -154,13 +155,17 @@ def _max_age(
 
 
 max_age_option = click.option(
-    "--max-age", callback=_max_age, metavar="DURATION",
+    "--max-age",
+    callback=_max_age,
+    metavar="DURATION",
     help="Skip units whose last run succeeded within DURATION (reported 'fresh').",
-)  # fmt: skip
+)
 status_max_age_option = click.option(
-    "--max-age", callback=_max_age, metavar="DURATION",
+    "--max-age",
+    callback=_max_age,
+    metavar="DURATION",
     help="Exit 1 unless every unit's last run succeeded within DURATION (runs nothing).",
-)  # fmt: skip
+)
 
 
 def examples(*lines: str) -> str:
@@ -169,9 +174,13 @@ def examples(*lines: str) -> str:
 
 
 def load_targets(
-    common: Common, hosts: tuple[str, ...], stages: tuple[str, ...], all_hosts: bool,
-    *, show_trace: bool = False,
-) -> tuple[Config, tuple[HostTarget, ...]]:  # fmt: skip
+    common: Common,
+    hosts: tuple[str, ...],
+    stages: tuple[str, ...],
+    all_hosts: bool,
+    *,
+    show_trace: bool = False,
+) -> tuple[Config, tuple[HostTarget, ...]]:
     """Configuration, then the selected hosts (config errors come before any connection).
 
     Raises:
@@ -179,14 +188,15 @@ def load_targets(
         UsageError: bad selection or stage name.
     """
     from deploy_guard.config import load_config  # noqa: PLC0415
-    from deploy_guard.hosts import flake_inventory, resolve_targets  # noqa: PLC0415
-    from deploy_guard.notify import check_notify_available  # noqa: PLC0415
+    from deploy_guard.hosts.targets import flake_inventory, resolve_targets  # noqa: PLC0415
+    from deploy_guard.observe.notify import check_notify_available  # noqa: PLC0415
 
     config, path = load_config(common.config)
     check_notify_available(config, path)
     flake_hosts = flake_inventory(config, path, show_trace=show_trace)
-    return config, resolve_targets(config, hosts, stages, all_hosts=all_hosts,
-                                   flake_hosts=flake_hosts)  # fmt: skip
+    return config, resolve_targets(
+        config, hosts, stages, all_hosts=all_hosts, flake_hosts=flake_hosts
+    )
 
 
 def host_arguments(function: F) -> F:
@@ -198,24 +208,39 @@ def host_arguments(function: F) -> F:
         kwargs["hosts"] = (*kwargs["hosts"], *kwargs.pop("on"))
         return function(*args, **kwargs)
 
-    wrapper = click.option(
-        "--on", "on", multiple=True, metavar="SELECTION", shell_complete=complete_hosts,
+    on = click.option(
+        "--on",
+        "on",
+        multiple=True,
+        metavar="SELECTION",
+        shell_complete=complete_hosts,
         help="Hosts to act on, like HOST: names, @TAG, globs, comma lists (repeatable).",
-    )(wrapper)  # fmt: skip
-    wrapper = click.argument("hosts", nargs=-1, metavar="HOST...",
-                             shell_complete=complete_hosts)(wrapper)  # fmt: skip
-    return wrapper  # type: ignore[return-value]
+    )
+    hosts = click.argument("hosts", nargs=-1, metavar="HOST...", shell_complete=complete_hosts)
+    return hosts(on(wrapper))  # type: ignore[return-value]
 
 
-all_option = click.option("--all", "all_hosts", is_flag=True,
-                          help="Every host of [hosts] and the flake inventory.")  # fmt: skip
-stage_option = click.option("--stage", "stages", multiple=True, metavar="NAME",
-                            shell_complete=complete_stages,
-                            help="Run only this stage (repeatable).")  # fmt: skip
-parallel_option = click.option("--parallel", "--limit", "parallel", type=click.IntRange(min=1),
-                               default=None,
-                               help="Hosts at once (default: config 'parallel', 32).")  # fmt: skip
+all_option = click.option(
+    "--all", "all_hosts", is_flag=True, help="Every host of [hosts] and the flake inventory."
+)
+stage_option = click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_stages,
+    help="Run only this stage (repeatable).",
+)
+parallel_option = click.option(
+    "--parallel",
+    "--limit",
+    "parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Hosts at once (default: config 'parallel', 32).",
+)
 show_trace_option = click.option(
-    "--show-trace", is_flag=True,
+    "--show-trace",
+    is_flag=True,
     help="Pass --show-trace to every nix call (inventory, flake checks, builds).",
-)  # fmt: skip
+)

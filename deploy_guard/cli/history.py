@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import Common, common_options, console, examples
 from deploy_guard.cli.complete import complete_hosts
 from deploy_guard.errors import ExitCode
-from deploy_guard.history import HistoryEntry, load_history, select
-from deploy_guard.render import EXIT_MEANING
+from deploy_guard.observe import report
+from deploy_guard.observe.history import HistoryEntry, load_history, select
+from deploy_guard.render import EXIT_MEANING, say
 
 
 def describe(entry: HistoryEntry) -> str:
@@ -64,34 +63,52 @@ def entry_json(entry: HistoryEntry) -> dict[str, Any]:
 
 def _line(entry: HistoryEntry) -> str:
     code = "exit ?" if entry.exit_code is None else f"exit {entry.exit_code}"
-    return (f"{_time(entry.started_at)}  {entry.command or '?'}  {', '.join(entry.hosts) or '-'}"
-            f"  {code} ({describe(entry)})  {entry.run_id}")  # fmt: skip
+    return (
+        f"{_time(entry.started_at)}  {entry.command or '?'}  {', '.join(entry.hosts) or '-'}"
+        f"  {code} ({describe(entry)})  {entry.run_id}"
+    )
 
 
-@click.command(epilog=examples(
-    "deploy-guard history",
-    "deploy-guard history --host forge --limit 5",
-    "deploy-guard history --json",
-))  # fmt: skip
-@click.option("--host", "hosts", multiple=True, metavar="HOST", shell_complete=complete_hosts,
-              help="Only runs that guarded HOST (a name or glob; repeatable).")  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
-              help="At most this many runs, newest first (0: all).")  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard history",
+        "deploy-guard history --host forge --limit 5",
+        "deploy-guard history --json",
+    )
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="HOST",
+    shell_complete=complete_hosts,
+    help="Only runs that guarded HOST (a name or glob; repeatable).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="At most this many runs, newest first (0: all).",
+)
 @common_options
 def history(common: Common, hosts: tuple[str, ...], limit: int) -> int:
     """Past runs (run, apply, hook) and their overrides, newest first."""
     entries, warnings = load_history(report.state_dir(os.environ))
     errors = console(common)
     for warning in warnings:
-        errors.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
+        say(errors, f"warning: {warning}", "yellow", soft_wrap=True)
     chosen = select(entries, hosts, limit)
     if common.json:
-        document = {"schema": report.SCHEMA_VERSION, "command": "history",
-                    "runs": [entry_json(entry) for entry in chosen]}  # fmt: skip
+        document = {
+            "schema": report.SCHEMA_VERSION,
+            "command": "history",
+            "runs": [entry_json(entry) for entry in chosen],
+        }
         click.echo(report.dumps(document), nl=False)
         return int(ExitCode.OK)
     if not chosen:
-        errors.print(Text("no runs recorded" + (f" for {', '.join(hosts)}" if hosts else "")))
+        say(errors, "no runs recorded" + (f" for {', '.join(hosts)}" if hosts else ""))
     for entry in chosen:
         click.echo(_line(entry))
         if entry.override is not None:

@@ -8,55 +8,52 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.text import Text
 
-from deploy_guard import report
-from deploy_guard.apply import GateDecision
-from deploy_guard.cli.apply import GateRequest, guard_and_gate
-from deploy_guard.cli.common import Common, common_options, console, examples
-from deploy_guard.cli.guard import finish
-from deploy_guard.config import Config, HookConfig, load_config
-from deploy_guard.engine import HostTarget
-from deploy_guard.errors import ConfigError, ExitCode, UsageError
-from deploy_guard.hook import (
+from deploy_guard import workflow
+from deploy_guard.cli.common import Common, common_options, console, examples, session
+from deploy_guard.config import load_config
+from deploy_guard.deploy.gate import GateDecision
+from deploy_guard.deploy.hook import (
     OVERRIDE_ENV,
     PushedRef,
-    changed_files,
-    hook_selections,
     hooks_directory,
     install_hook,
-    narrow_hosts,
     override_reason,
     parse_push_lines,
     protected_pushes,
+    push_selections,
+    push_targets,
     pushes_from_pre_commit,
 )
-from deploy_guard.hosts import flake_inventory, resolve_targets
+from deploy_guard.errors import ConfigError, ExitCode, UsageError
 from deploy_guard.model import RunReport
-from deploy_guard.render import EXIT_MEANING, print_summary
-from deploy_guard.selection import known_hosts, select_hosts
+from deploy_guard.observe import report
+from deploy_guard.render import EXIT_MEANING, print_summary, say
 
 PREFIX = "deploy-guard hook:"
 
 
-@click.group(epilog=examples(
-    "deploy-guard hook install",
-    "git push   # runs: deploy-guard hook pre-push REMOTE URL",
-    "DEPLOY_GUARD_OVERRIDE='restic repo moved, fixed in the next push' git push",
-))  # fmt: skip
+@click.group(
+    epilog=examples(
+        "deploy-guard hook install",
+        "git push   # runs: deploy-guard hook pre-push REMOTE URL",
+        "DEPLOY_GUARD_OVERRIDE='restic repo moved, fixed in the next push' git push",
+    )
+)
 def hook() -> None:
     """The git pre-push hook: install it; git runs `hook pre-push` on every push."""
 
 
-@hook.command("install", short_help="Install the pre-push hook in this repository.",
-              epilog=examples("deploy-guard hook install",
-                              "deploy-guard hook install --force"))  # fmt: skip
+@hook.command(
+    "install",
+    short_help="Install the pre-push hook in this repository.",
+    epilog=examples("deploy-guard hook install", "deploy-guard hook install --force"),
+)
 @click.option("--force", is_flag=True, help="Replace a pre-push hook deploy-guard did not write.")
 @common_options
 def install(common: Common, force: bool) -> int:
@@ -64,19 +61,25 @@ def install(common: Common, force: bool) -> int:
     output = console(common)
     path = install_hook(hooks_directory(Path.cwd()), force=force)
     if common.json:
-        document = {"schema": report.SCHEMA_VERSION, "command": "hook install",
-                    "installed": str(path)}  # fmt: skip
+        document = {
+            "schema": report.SCHEMA_VERSION,
+            "command": "hook install",
+            "installed": str(path),
+        }
         click.echo(report.dumps(document), nl=False)
-    output.print(Text(f"installed {path}: pushes to protected branches are guarded first"),
-                 soft_wrap=True)  # fmt: skip
+    say(output, f"installed {path}: pushes to protected branches are guarded first", soft_wrap=True)
     try:
         config, _path = load_config(common.config)
     except ConfigError as exc:
-        output.print(Text(f"warning: {exc}", style="yellow"), soft_wrap=True)
+        say(output, f"warning: {exc}", "yellow", soft_wrap=True)
         return int(ExitCode.OK)
     if not config.hook.hosts:
-        output.print(Text("note: [hook] hosts is empty, so the hook guards nothing yet",
-                          style="yellow"), soft_wrap=True)  # fmt: skip
+        say(
+            output,
+            "note: [hook] hosts is empty, so the hook guards nothing yet",
+            "yellow",
+            soft_wrap=True,
+        )
     return int(ExitCode.OK)
 
 
@@ -91,70 +94,62 @@ def _read_pushes() -> tuple[PushedRef, ...]:
     pushes = parse_push_lines("" if at_terminal else stream.read())
     pushes = pushes or pushes_from_pre_commit(os.environ)
     if not pushes and at_terminal:
-        raise UsageError("`hook pre-push` is run by git, which sends the refs being pushed on "
-                         "stdin ('<local ref> <local sha> <remote ref> <remote sha>')")  # fmt: skip
+        raise UsageError(
+            "`hook pre-push` is run by git, which sends the refs being pushed on "
+            "stdin ('<local ref> <local sha> <remote ref> <remote sha>')"
+        )
     return pushes
 
 
-def _selections(
-    hook_config: HookConfig, pushes: Sequence[PushedRef], remote: str | None,
-    note: Callable[[str], None],
-) -> list[str]:  # fmt: skip
-    """The host selections the protected pushes concern (git diffs only with `paths`)."""
-    if not hook_config.paths:
-        return list(hook_config.hosts)
-    changes = []
-    for push in pushes:
-        changed = changed_files(push, remote)
-        if changed.files is None:
-            note(f"cannot tell which files the push to {push.branch} changes "
-                 f"({changed.unknown_because}); guarding every host in [hook] hosts")  # fmt: skip
-        changes.append(changed.files)
-    return hook_selections(hook_config.hosts, hook_config.paths, changes)
-
-
-def _targets(config: Config, path: Path | None, selections: list[str]) -> tuple[HostTarget, ...]:
-    """Read the inventory (only now: something must be guarded) and resolve the hosts.
-
-    Raises:
-        ConfigError: inventory failure, or a `paths` selection outside `hosts`.
-        UsageError: a tag or glob that matches no host.
-    """
-    flake_hosts = flake_inventory(config, path)
-    known = known_hosts(config, flake_hosts)
-    protected = select_hosts(config.hook.hosts, known)
-    names = narrow_hosts(protected, select_hosts(selections, known), path)
-    return resolve_targets(config, names, flake_hosts=flake_hosts)
-
-
-def _verdict(output: Console, result: RunReport, gate: GateDecision, warnings: list[str]) -> None:
+def _verdict(
+    output: Console, result: RunReport, gate: GateDecision, warnings: Sequence[str]
+) -> None:
     """What failed, the override if one let the push through, and one final line."""
     print_summary(output, result, log_lines=5, final=False)
     for warning in warnings:
-        output.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
+        say(output, f"warning: {warning}", "yellow", soft_wrap=True)
     code = int(gate.exit_code)
     if result.override is not None:
-        output.print(Text(f"OVERRIDE by {result.override.by}: {result.override.reason} "
-                          "(recorded in the audit log and each host's journal)",
-                          style="bold yellow"), soft_wrap=True)  # fmt: skip
-        output.print(Text(f"{PREFIX} push allowed on override; run {result.run_id}",
-                          style="bold yellow"), soft_wrap=True)  # fmt: skip
+        say(
+            output,
+            f"OVERRIDE by {result.override.by}: {result.override.reason} "
+            "(recorded in the audit log and each host's journal)",
+            "bold yellow",
+            soft_wrap=True,
+        )
+        say(
+            output,
+            f"{PREFIX} push allowed on override; run {result.run_id}",
+            "bold yellow",
+            soft_wrap=True,
+        )
     elif gate.refused:
         meaning = EXIT_MEANING.get(code, "error")
-        output.print(Text(f"{PREFIX} push BLOCKED: the guard failed (exit {code}, {meaning}); "
-                          f"run {result.run_id}. Fix the backups and push again, or push on the "
-                          f"record: {OVERRIDE_ENV}='why it cannot wait' git push",
-                          style="bold red"), soft_wrap=True)  # fmt: skip
+        say(
+            output,
+            f"{PREFIX} push BLOCKED: the guard failed (exit {code}, {meaning}); "
+            f"run {result.run_id}. Fix the backups and push again, or push on the "
+            f"record: {OVERRIDE_ENV}='why it cannot wait' git push",
+            "bold red",
+            soft_wrap=True,
+        )
     else:
-        output.print(Text(f"{PREFIX} every backup succeeded, push allowed; run {result.run_id}",
-                          style="bold green"), soft_wrap=True)  # fmt: skip
+        say(
+            output,
+            f"{PREFIX} every backup succeeded, push allowed; run {result.run_id}",
+            "bold green",
+            soft_wrap=True,
+        )
 
 
-@hook.command("pre-push", short_help="Run by git before a push: guard, block on failure.",
-              epilog=examples(
-                  "git push   # runs: deploy-guard hook pre-push origin URL",
-                  "echo 'refs/heads/main SHA refs/heads/main SHA' | deploy-guard hook pre-push",
-              ))  # fmt: skip
+@hook.command(
+    "pre-push",
+    short_help="Run by git before a push: guard, block on failure.",
+    epilog=examples(
+        "git push   # runs: deploy-guard hook pre-push origin URL",
+        "echo 'refs/heads/main SHA refs/heads/main SHA' | deploy-guard hook pre-push",
+    ),
+)
 @click.argument("remote", required=False)
 @click.argument("url", required=False)
 @common_options
@@ -164,7 +159,7 @@ def pre_push(common: Common, remote: str | None, url: str | None) -> int:
 
     def note(text: str) -> None:
         if not common.quiet:
-            output.print(Text(f"{PREFIX} {text}"), soft_wrap=True)
+            say(output, f"{PREFIX} {text}", soft_wrap=True)
 
     pushes = _read_pushes()
     config, path = load_config(common.config)
@@ -176,20 +171,18 @@ def pre_push(common: Common, remote: str | None, url: str | None) -> int:
     if not protected:
         note(f"no protected branch ({', '.join(config.hook.branches)}) updated; not guarded")
         return int(ExitCode.OK)
-    selections = _selections(config.hook, protected, remote, note)
+    selections = push_selections(config.hook, protected, remote, note)
     if not selections:
         note("no file mapped in [hook.paths] changed; not guarded")
         return int(ExitCode.OK)
-    targets = _targets(config, path, selections)
+    targets = push_targets(config, path, selections)
     branches = ", ".join(dict.fromkeys(str(push.branch) for push in protected))
-    note(f"guarding {', '.join(t.name for t in targets)} before pushing {branches} "
-         f"to {remote or url or 'the remote'}")  # fmt: skip
-    reason = override_reason(os.environ)
-    request = GateRequest("hook", parallel=None, keep_going=False, override=reason,
-                          max_age=config.hook.max_age)  # fmt: skip
-    result, gate, warnings = guard_and_gate(common, config, targets, request)
-    result = finish(common, config, targets, replace(result, exit_code=gate.exit_code))
+    note(
+        f"guarding {', '.join(t.name for t in targets)} before pushing {branches} "
+        f"to {remote or url or 'the remote'}"
+    )
+    gated = workflow.guard_push(session(common, config), targets, override_reason(os.environ))
     if common.json:
-        click.echo(report.dumps(report.run_json(result)), nl=False)
-    _verdict(output, result, gate, warnings)
-    return int(gate.exit_code)
+        click.echo(report.dumps(report.run_json(gated.result)), nl=False)
+    _verdict(output, gated.result, gated.gate, gated.warnings)
+    return int(gated.gate.exit_code)

@@ -19,18 +19,20 @@ from deploy_guard.cli.common import (
 )
 from deploy_guard.cli.guard import show_plan
 from deploy_guard.config import CONFIG_NAME, Config, config_json_schema
-from deploy_guard.discovery import stage_specs
-from deploy_guard.engine import HostTarget
 from deploy_guard.errors import DeployGuardError, ExitCode, UsageError
-from deploy_guard.hosts import SSH_CONFIG_ENV, SUDO
+from deploy_guard.guard.discovery import stage_specs
+from deploy_guard.guard.engine import HostTarget
+from deploy_guard.hosts.targets import SSH_CONFIG_ENV, SUDO
 from deploy_guard.init import SCHEMA_FILE, HostSurvey, host_argument, render_config, survey_host
 
 
-@click.command(epilog=examples(
-    "deploy-guard init",
-    "deploy-guard init forge nas=root@nas.lan",
-    "deploy-guard init forge --force",
-))  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard init",
+        "deploy-guard init forge nas=root@nas.lan",
+        "deploy-guard init forge --force",
+    )
+)
 @click.argument("hosts", nargs=-1, metavar="[HOST|NAME=DESTINATION]...")
 @click.option(
     "--output",
@@ -47,8 +49,7 @@ from deploy_guard.init import SCHEMA_FILE, HostSurvey, host_argument, render_con
     help="The SSH user is not root nor the guard user: use sudo -n on the hosts.",
 )
 @common_options
-def init(common: Common, hosts: tuple[str, ...], output: Path, force: bool,
-         become: bool) -> int:  # fmt: skip
+def init(common: Common, hosts: tuple[str, ...], output: Path, force: bool, become: bool) -> int:
     """Write a commented deploy-guard.toml with the built-in stages.
 
     With HOSTs, connect to each (read-only), find the backup units it has, write its
@@ -62,11 +63,13 @@ def init(common: Common, hosts: tuple[str, ...], output: Path, force: bool,
     schema = output.parent / SCHEMA_FILE
     schema.write_text(json.dumps(config_json_schema(), indent=2, sort_keys=True) + "\n")
     output_console = console(common)
-    output_console.print(f"wrote {output} (and {schema.name}, its schema for editors)",
-                         markup=False)  # fmt: skip
+    output_console.print(
+        f"wrote {output} (and {schema.name}, its schema for editors)", markup=False
+    )
     if not surveys:
-        output_console.print("next: add [hosts.NAME] entries, then `deploy-guard plan NAME`",
-                             markup=False)  # fmt: skip
+        output_console.print(
+            "next: add [hosts.NAME] entries, then `deploy-guard plan NAME`", markup=False
+        )
         return int(ExitCode.OK)
     planned = replace(common, config=output)
     config, targets = load_targets(planned, tuple(survey.name for survey in surveys), (), False)
@@ -77,8 +80,9 @@ def _survey(common: Common, argument: str, become: bool) -> HostSurvey:
     """Raises: DeployGuardError: the host cannot be reached (nothing is written)."""
     name, destination = host_argument(argument)
     config = Config()
-    target = HostTarget(name, destination, SUDO if become else (), stage_specs(config, name),
-                        _ssh_config())  # fmt: skip
+    target = HostTarget(
+        name, destination, SUDO if become else (), stage_specs(config, name), _ssh_config()
+    )
     console(common).print(f"{name}: connecting to {destination}", markup=False)
     try:
         return survey_host(target, connector(config))

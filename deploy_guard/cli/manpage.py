@@ -38,11 +38,16 @@ def _paragraphs(text: str) -> list[str]:
 
 def _options(command: click.Command, context: click.Context) -> list[str]:
     lines = []
+    # click keeps one help option per command, named by the first context that asked for it
+    # (an earlier invocation in the same process): its names are taken from this context.
+    help_option = command.get_help_option(context)
     for parameter in command.get_params(context):
         record = parameter.get_help_record(context)
         if record is None or isinstance(parameter, click.Argument):
             continue
         names, help_text = record
+        if parameter is help_option:
+            names = ", ".join(context.help_option_names)
         lines += [".TP", f"\\fB{escape(names)}\\fR", escape(" ".join(help_text.split()))]
     return lines
 
@@ -55,7 +60,7 @@ def _commands(
         command = group.get_command(context, name)
         if command is None or command.hidden:
             continue
-        child = click.Context(command, info_name=name, parent=context)
+        child = click.Context(command, info_name=name, parent=context, **command.context_settings)
         if isinstance(command, click.Group):
             yield from _commands(command, child)
         else:
@@ -64,7 +69,9 @@ def _commands(
 
 def render() -> str:
     """The whole page, in roff (man(7))."""
-    root = click.Context(cli, info_name=PROGRAM)
+    # The group's context_settings (-h) as `deploy-guard` itself applies them (make_context):
+    # without them the page would depend on what click cached from an earlier invocation.
+    root = click.Context(cli, info_name=PROGRAM, **cli.context_settings)
     summary = (cli.help or "").strip().splitlines()[0].rstrip(".")
     lines = [
         f'.TH DEPLOY\\-GUARD 1 "" "{PROGRAM} {__version__}" "User Commands"',

@@ -12,22 +12,28 @@ from deploy_guard.cli.common import Common, common_options, examples
 from deploy_guard.config import config_json_schema
 from deploy_guard.errors import ConfigError, ExitCode
 from deploy_guard.manifest import MANIFEST_PATH, Manifest, load_manifest, manifest_json_schema
-from deploy_guard.report import SCHEMA_VERSION
+from deploy_guard.observe.report import SCHEMA_VERSION
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=examples("deploy-guard schema manifest > manifest.schema.json",
-                             "deploy-guard schema manifest --check ./manifest.json"))  # fmt: skip
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples(
+        "deploy-guard schema manifest > manifest.schema.json",
+        "deploy-guard schema manifest --check ./manifest.json",
+    ),
+)
 def schema() -> None:
     """Print the JSON schema of a document deploy-guard reads."""
 
 
 @schema.command(
     short_help="JSON schema of the host manifest, or check one.",
-    epilog=examples("deploy-guard schema manifest > manifest.schema.json",
-                    f"deploy-guard schema manifest --check {MANIFEST_PATH}",
-                    "deploy-guard schema manifest --check ./manifest.json --json"),
-)  # fmt: skip
+    epilog=examples(
+        "deploy-guard schema manifest > manifest.schema.json",
+        f"deploy-guard schema manifest --check {MANIFEST_PATH}",
+        "deploy-guard schema manifest --check ./manifest.json --json",
+    ),
+)
 @click.option(
     "--check",
     "check_path",
@@ -66,20 +72,29 @@ def _check_json(
     """With --json: the result of `--check` on stdout, valid or not."""
     if not common.json:
         return
-    stages = [{"name": stage.name, "units": list(stage.units)}
-              for stage in (document.stages if document else ())]  # fmt: skip
-    result = {"schema": SCHEMA_VERSION, "command": "schema manifest", "path": str(path),
-              "valid": document is not None, "errors": list(error.errors) if error else [],
-              "stages": stages}  # fmt: skip
+    stages = [
+        {"name": stage.name, "units": list(stage.units)}
+        for stage in (document.stages if document else ())
+    ]
+    result = {
+        "schema": SCHEMA_VERSION,
+        "command": "schema manifest",
+        "path": str(path),
+        "valid": document is not None,
+        "errors": list(error.errors) if error else [],
+        "stages": stages,
+    }
     click.echo(json.dumps(result, indent=2), nl=True)
 
 
 @schema.command(
     "config",
     short_help="JSON schema of deploy-guard.toml.",
-    epilog=examples("deploy-guard schema config > deploy-guard.schema.json",
-                    "deploy-guard schema config --json | jq '.properties | keys'"),
-)  # fmt: skip
+    epilog=examples(
+        "deploy-guard schema config > deploy-guard.schema.json",
+        "deploy-guard schema config --json | jq '.properties | keys'",
+    ),
+)
 @common_options
 def config_schema(common: Common) -> int:
     """deploy-guard.toml (for editors: `#:schema` in the file, as `init` writes it).

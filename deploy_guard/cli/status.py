@@ -8,7 +8,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import (
     Common,
     all_option,
@@ -24,7 +23,9 @@ from deploy_guard.cli.common import (
 )
 from deploy_guard.durations import format_duration
 from deploy_guard.errors import ExitCode
-from deploy_guard.status import HostStatus, hosts_status
+from deploy_guard.guard.status import HostStatus, hosts_status
+from deploy_guard.observe import report
+from deploy_guard.render import say
 
 
 def status_json(statuses: Sequence[HostStatus], max_age: float | None) -> report.Json:
@@ -33,29 +34,41 @@ def status_json(statuses: Sequence[HostStatus], max_age: float | None) -> report
         units = []
         for unit in host.units:
             last = unit.last
-            units.append({
-                "unit": unit.unit,
-                "stage": unit.stage,
-                "result": last.result if last else None,
-                "succeeded": last.succeeded if last else None,
-                "invocation_id": last.invocation_id if last else None,
-                "finished_at": report.time_text(last.finished_at) if last else None,
-                "age_s": unit.age_s,
-                "duration_s": unit.duration_s,
-                "running": unit.running,
-                "fresh": unit.fresh_within(max_age) if max_age is not None else None,
-            })  # fmt: skip
-        hosts.append({"host": host.host, "error": host.error,
-                      "checked_at": report.time_text(host.checked_at), "units": units})  # fmt: skip
-    return {"schema": report.SCHEMA_VERSION, "command": "status", "max_age_s": max_age,
-            "hosts": hosts}  # fmt: skip
+            units.append(
+                {
+                    "unit": unit.unit,
+                    "stage": unit.stage,
+                    "result": last.result if last else None,
+                    "succeeded": last.succeeded if last else None,
+                    "invocation_id": last.invocation_id if last else None,
+                    "finished_at": report.time_text(last.finished_at) if last else None,
+                    "age_s": unit.age_s,
+                    "duration_s": unit.duration_s,
+                    "running": unit.running,
+                    "fresh": unit.fresh_within(max_age) if max_age is not None else None,
+                }
+            )
+        hosts.append(
+            {
+                "host": host.host,
+                "error": host.error,
+                "checked_at": report.time_text(host.checked_at),
+                "units": units,
+            }
+        )
+    return {
+        "schema": report.SCHEMA_VERSION,
+        "command": "status",
+        "max_age_s": max_age,
+        "hosts": hosts,
+    }
 
 
 def _print(common: Common, statuses: Sequence[HostStatus], max_age: float | None) -> None:
     output = console(common)
     for host in statuses:
         if host.error:
-            output.print(Text(f"{host.host}: {host.error}", style="bold red"))
+            say(output, f"{host.host}: {host.error}", "bold red")
             continue
         table = Table(title=host.host, title_justify="left")
         for column in ("stage", "unit", "last result", "ended", "took", ""):
@@ -67,24 +80,33 @@ def _print(common: Common, statuses: Sequence[HostStatus], max_age: float | None
             result = Text(last.result if last else "no record", style="green" if good else "red")
             ago = f"{format_duration(unit.age_s)} ago" if unit.age_s is not None else ""
             took = format_duration(unit.duration_s) if unit.duration_s is not None else ""
-            table.add_row(unit.stage, unit.unit, result, ago, took,
-                          "running now" if unit.running else "")  # fmt: skip
+            table.add_row(
+                unit.stage, unit.unit, result, ago, took, "running now" if unit.running else ""
+            )
         output.print(table)
 
 
-@click.command(epilog=examples(
-    "deploy-guard status forge",
-    "deploy-guard status --all --max-age 26h",
-    "deploy-guard status --on @db --json",
-))  # fmt: skip
+@click.command(
+    epilog=examples(
+        "deploy-guard status forge",
+        "deploy-guard status --all --max-age 26h",
+        "deploy-guard status --on @db --json",
+    )
+)
 @host_arguments
 @all_option
 @parallel_option
 @status_max_age_option
 @show_trace_option
 @common_options
-def status(common: Common, hosts: tuple[str, ...], all_hosts: bool, parallel: int | None,
-           max_age: float | None, show_trace: bool) -> int:  # fmt: skip
+def status(
+    common: Common,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    parallel: int | None,
+    max_age: float | None,
+    show_trace: bool,
+) -> int:
     """Show each backup unit's last run on each HOST. Starts nothing.
 
     With --max-age, exit 0 only when every unit succeeded within that age (else 1).

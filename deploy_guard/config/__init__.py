@@ -42,7 +42,9 @@ from deploy_guard.config.checks import (
     VerifyConfig,
     parse_size,
 )
-from deploy_guard.config.deploy import DEPLOY_TOOLS, DeployConfig, HookConfig, InventoryConfig
+from deploy_guard.config.deploy import DEPLOY_TOOLS, DeployConfig
+from deploy_guard.config.hook import HookConfig
+from deploy_guard.config.inventory import InventoryConfig
 from deploy_guard.config.messages import format_errors
 from deploy_guard.config.observe import MetricsConfig, NotifyConfig, ReceiptsConfig
 from deploy_guard.config.proof import ProofConfig
@@ -171,8 +173,10 @@ class Config(StrictModel):
     @classmethod
     def _unique_stage_names(cls, stages: list[StageConfig]) -> list[StageConfig]:
         if not stages:  # issue 11, case 5: a guard with no stage would prove nothing
-            raise ValueError("stages = [] guards nothing; remove the key to use the built-in "
-                             "stages, or list at least one stage")  # fmt: skip
+            raise ValueError(
+                "stages = [] guards nothing; remove the key to use the built-in "
+                "stages, or list at least one stage"
+            )
         names = [stage.name for stage in stages]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

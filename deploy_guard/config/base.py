@@ -35,11 +35,18 @@ DURATION_PATTERN: Final = r"^\s*(\d+(\.\d+)?\s*([mM][sS]|[sSmMhHdD])\s*)+$|^\s*\
 
 
 def _duration_schema(minimum: str) -> WithJsonSchema:
-    return WithJsonSchema({"anyOf": [
-        {"type": "string", "pattern": DURATION_PATTERN,
-         "description": "A duration: 90s, 5m, 1h30m, 2d, 250ms (or a number of seconds)"},
-        {"type": "number", minimum: 0, "description": "Seconds"},
-    ]})  # fmt: skip
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": DURATION_PATTERN,
+                    "description": "A duration: 90s, 5m, 1h30m, 2d, 250ms (or a number of seconds)",
+                },
+                {"type": "number", minimum: 0, "description": "Seconds"},
+            ]
+        }
+    )
 
 
 Duration = Annotated[float, BeforeValidator(_seconds), _duration_schema("exclusiveMinimum")]

@@ -50,11 +50,22 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
-ByteCount = Annotated[int, BeforeValidator(parse_size), WithJsonSchema({"anyOf": [
-    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*$",
-     "description": "A size: 10GiB, 10G (= GiB, as df says), 500MB (decimal)"},
-    {"type": "integer", "minimum": 0, "description": "Bytes"},
-]})]  # fmt: skip
+ByteCount = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*$",
+                    "description": "A size: 10GiB, 10G (= GiB, as df says), 500MB (decimal)",
+                },
+                {"type": "integer", "minimum": 0, "description": "Bytes"},
+            ]
+        }
+    ),
+]
 
 
 def _check_unit_names(units: list[str]) -> list[str]:
@@ -183,9 +194,10 @@ class HttpHealthCheck(_Health):
     kind: Literal["http"] = Field(description="Check type")
     url: str = Field(pattern=r"^https?://[^\s/?#]+[^\s]*$", description="http:// or https:// URL")
     source: Literal["workstation", "host"] = Field(
-        "workstation", alias="from",
+        "workstation",
+        alias="from",
         description="Where the request comes from: here (urllib) or the host (curl)",
-    )  # fmt: skip
+    )
 
 
 HealthCheck = Annotated[CommandHealthCheck | HttpHealthCheck, Field(discriminator="kind")]

@@ -1,33 +1,15 @@
-"""`[inventory]`, `[deploy]` (apply) and `[hook]` (the pre-push hook)."""
+"""`[deploy]`: how `apply` deploys."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator
 
-from deploy_guard.config.base import Age, StrictModel
-
-
-class InventoryConfig(StrictModel):
-    """`[inventory]`: read the host list from the flake instead of (or besides) `[hosts]`."""
-
-    source: Literal["colmena", "deploy-rs", "nixosConfigurations"] = Field(
-        alias="from",
-        description="colmena: .#colmenaHive.deploymentConfig; deploy-rs: .#deploy.nodes; "
-        "nixosConfigurations: the attribute names of .#nixosConfigurations",
-    )
-    flake: str = Field(".", description="The flake to evaluate with `nix eval --json`")
-
+from deploy_guard.config.base import StrictModel
 
 # The deploy tools `apply` knows (`[deploy] tool`, --tool), listed here only: each has its
-# adapter in deploy_guard/deploy.py.
+# adapter in deploy_guard/deploy/tools.py.
 DeployTool = Literal["nixos-rebuild", "colmena", "deploy-rs", "command"]
 DEPLOY_TOOLS: Final[tuple[str, ...]] = get_args(DeployTool)
 
@@ -80,60 +62,3 @@ class DeployConfig(StrictModel):
     deploy_parallel: bool = Field(
         False, description="nixos-rebuild and {host} commands: deploy all hosts at once"
     )
-
-
-def _selections(value: object) -> object:
-    """A host selection may be written as one string or a list of them."""
-    return [value] if isinstance(value, str) else value
-
-
-Selections = Annotated[list[str], BeforeValidator(_selections), WithJsonSchema({"anyOf": [
-    {"type": "string"}, {"type": "array", "items": {"type": "string"}},
-]})]  # fmt: skip
-
-
-class HookConfig(StrictModel):
-    """`[hook]`: what `deploy-guard hook pre-push` guards before git pushes (README, "Pre-push
-    hook")."""
-
-    branches: list[str] = Field(
-        default_factory=lambda: ["main", "master"],
-        description="Protected branches, by the short name of the remote ref (globs allowed); "
-        "a push updating one of them is guarded",
-    )
-    hosts: Selections = Field(
-        default_factory=list,
-        description="Host selections (as in apply) guarded before a push to a protected "
-        "branch; empty: the hook guards nothing",
-    )
-    paths: dict[str, Selections] = Field(
-        default_factory=dict,
-        description="Path glob (from the repository root, ** for any depth) -> host "
-        "selections: only the hosts whose files changed are guarded; each must be in `hosts`",
-    )
-    max_age: Age | None = Field(
-        None, description="Passed to the guard like --max-age (default: the top-level max_age)"
-    )
-
-    @field_validator("branches", "hosts")
-    @classmethod
-    def _no_empty_items(cls, values: list[str]) -> list[str]:
-        if any(not value.strip() for value in values):
-            raise ValueError("empty names are not allowed")
-        return values
-
-    @field_validator("paths")
-    @classmethod
-    def _valid_paths(cls, paths: dict[str, list[str]]) -> dict[str, list[str]]:
-        problems = [f"{glob!r}: empty" for glob in paths if not glob.strip("/")]
-        problems += [f"{glob!r}: selects no host" for glob, hosts in paths.items() if not hosts]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return paths
-
-    @model_validator(mode="after")
-    def _paths_need_hosts(self) -> HookConfig:
-        if self.paths and not self.hosts:
-            raise ValueError("`paths` narrows `hosts`, which is empty: list the hosts the "
-                             "hook protects in `hosts`")  # fmt: skip
-        return self

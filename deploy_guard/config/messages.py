@@ -18,8 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 # `[table]`, `[[array.of.tables]]` and `key = value` lines; quoted keys keep their quotes out.
 _HEADER: Final = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY: Final = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+"
-                         r"|\"[^\"]*\"|'[^']*'))*)\s*=")  # fmt: skip
+_KEY: Final = re.compile(
+    r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+"
+    r"|\"[^\"]*\"|'[^']*'))*)\s*="
+)
 _KEY_PART: Final = re.compile(r"[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'")
 
 Location = tuple[str | int, ...]
@@ -151,8 +153,14 @@ def format_errors(
         elif item["type"].endswith("_type"):  # strict: no coercion, so say what was written
             message = f"{message}, not {item['input']!r}"
         where = _named(dict(data), location)
-        line = next((lines[location[:end]] for end in range(len(location), 0, -1)
-                     if location[:end] in lines), None)  # fmt: skip
+        line = next(
+            (
+                lines[location[:end]]
+                for end in range(len(location), 0, -1)
+                if location[:end] in lines
+            ),
+            None,
+        )
         text_line = f"line {line}: {where}: {message}" if line else f"{where}: {message}"
         located.append((line or 0, text_line))
     return [text_line for _line, text_line in sorted(located, key=lambda pair: pair[0])]

@@ -52,8 +52,10 @@ class MetricsConfig(StrictModel):
     @classmethod
     def _absolute_directory(cls, value: str) -> str:
         if not value.startswith("/") or any(c in value for c in "\n\x00"):
-            raise ValueError("expected an absolute directory on the hosts, such as "
-                             "/var/lib/prometheus-node-exporter-text-files")  # fmt: skip
+            raise ValueError(
+                "expected an absolute directory on the hosts, such as "
+                "/var/lib/prometheus-node-exporter-text-files"
+            )
         return value
 
 

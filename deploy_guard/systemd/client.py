@@ -2,6 +2,10 @@
 
 It decides nothing; `engine` decides. Every call goes through `Transport.run`, which quotes
 each argument.
+
+Longer than most modules on purpose: it is the one place every systemctl and journalctl argv
+is built (docs/architecture.md, Rules), each next to the parse of its answer; what is not
+systemctl or journalctl (files, the journal writer) is in `files`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Final, TypeVar
 
 from deploy_guard.errors import CommandFailed, HostProtocolError, JournalUnreadable
 from deploy_guard.secrets import mask_secrets
-from deploy_guard.systemd import parse
+from deploy_guard.systemd import files, parse
 from deploy_guard.systemd.parse import JournalEntry, ListedUnit, ParseError, UnitState
 from deploy_guard.transport.base import CommandResult, LineStream, Transport
 
@@ -26,7 +30,16 @@ T = TypeVar("T")
 MIN_SYSTEMD_VERSION: Final = 248
 SYSTEMCTL: Final = ("systemctl", "--no-pager", "--no-ask-password")
 JOURNALCTL: Final = ("journalctl", "--no-pager", "--quiet", "--boot")
+QUICK_TIMEOUT: Final = 30.0  # the failed units, the system state, a unit's journal
 BOOT_ID_ARGV: Final = ("cat", "/proc/sys/kernel/random/boot_id")
+FAILED_UNITS_ARGV: Final = (
+    *SYSTEMCTL,
+    "list-units",
+    "--state=failed",
+    "--all",
+    "--plain",
+    "--no-legend",
+)
 # `journalctl --follow` that ends when its stdin closes (the SSH channel or our pipe): without
 # a pty nothing else would stop it on the host. fd 3 keeps the real stdin, because an
 # asynchronous list in a non-interactive sh reads /dev/null; `exec` keeps $$ for the kill.
@@ -141,8 +154,8 @@ class SystemdClient:
 
     def version_and_file(self, path: str) -> tuple[int, str | None]:
         """`version` and `read_file(path)` in one round trip."""
-        version, text = self.batch([[*SYSTEMCTL, "--version"], ["cat", "--", path]])
-        return self._version_from(version), self._file_from(text, path)
+        version, text = self.batch([[*SYSTEMCTL, "--version"], files.read_argv(path)])
+        return self._version_from(version), files.file_text(self.host, text, path)
 
     def version(self) -> int:
         """The host's systemd version.
@@ -364,8 +377,12 @@ class SystemdClient:
         open_stream = getattr(self.transport, "open_stream", None)
         if open_stream is None or not units:
             return None
-        argv = [*JOURNALCTL, "--follow", "--output=json",
-                f"--output-fields={','.join(parse.JOURNAL_FIELDS)}"]  # fmt: skip
+        argv = [
+            *JOURNALCTL,
+            "--follow",
+            "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}",
+        ]
         # --cursor (inclusive), as in journal_since: --after-cursor with matches skips the
         # first match on systemd 252 (docs/field-notes.md); JournalFollow drops the entry
         # at the cursor itself.
@@ -374,20 +391,66 @@ class SystemdClient:
         stream: LineStream = open_stream(["sh", "-c", FOLLOW_SCRIPT, "sh", *argv])
         return JournalFollow(stream, cursor, frozenset(units))
 
+    def failed_units(self) -> tuple[str, ...]:
+        """Units of every type that systemd reports failed right now.
+
+        Raises:
+            DeployGuardError: the host cannot be asked, or the answer makes no sense.
+        """
+        result = self.transport.run(FAILED_UNITS_ARGV, timeout=QUICK_TIMEOUT, check=False)
+        return self.failed_units_from(result)
+
+    def failed_units_and_boot_id(self) -> tuple[CommandResult, CommandResult]:
+        """The failed units' and the boot id's answers in one round trip (pre-flight records
+        both); `failed_units_from` reads the first.
+
+        Raises:
+            TransportError: the host could not be asked.
+        """
+        listed, boot = self.batch([FAILED_UNITS_ARGV, BOOT_ID_ARGV])
+        return listed, boot
+
+    def failed_units_from(self, result: CommandResult) -> tuple[str, ...]:
+        """`failed_units`' answer.
+
+        Raises:
+            CommandFailed: systemctl failed.
+            HostProtocolError: its answer makes no sense.
+        """
+        if not result.ok:
+            raise CommandFailed(self.host, result.argv, result.exit_status, result.stderr)
+        units = self._parsed("the failed units", lambda: parse.parse_unit_list(result.stdout))
+        return tuple(sorted(unit.unit for unit in units))
+
+    def system_state(self) -> str:
+        """What `systemctl is-system-running` prints (it exits non-zero for degraded and
+        others)."""
+        argv = [*SYSTEMCTL, "is-system-running"]
+        return self.transport.run(argv, timeout=QUICK_TIMEOUT, check=False).stdout.strip()
+
+    def unit_journal(self, unit: str, lines: int, cursor: str | None = None) -> tuple[str, ...]:
+        """The last ``lines`` journal lines of ``unit`` in this boot (after ``cursor``): its
+        processes' output and systemd's messages about it, secrets masked.
+
+        For when the per-invocation read misses the output: journald tags a line with
+        `_SYSTEMD_INVOCATION_ID` by looking up the sender's cgroup, and a process that exits
+        within milliseconds can be gone by then; the line keeps `_SYSTEMD_UNIT` only (seen on
+        the testbed with systemd 252 for about one run in four of `sh -c 'echo ...; exit 1'`).
+        """
+        argv = [*JOURNALCTL, "--output=cat"]
+        argv += [f"--cursor={cursor}"] if cursor else [f"--lines={lines}"]
+        argv += [f"_SYSTEMD_UNIT={unit}", "+", f"UNIT={unit}"]
+        result = self.transport.run(argv, timeout=QUICK_TIMEOUT, check=False)
+        tail = result.stdout.splitlines()[-lines:] if result.ok and lines > 0 else []
+        return tuple(mask_secrets(line) for line in tail)
+
     def read_file(self, path: str) -> str | None:
-        """A file's text, or None when it does not exist.
+        """A file's text, or None when it does not exist (`files.file_text`).
 
         Raises:
             HostProtocolError: it exists but cannot be read.
         """
-        return self._file_from(self._run(["cat", "--", path], check=False), path)
-
-    def _file_from(self, result: CommandResult, path: str) -> str | None:
-        if result.ok:
-            return result.stdout
-        if "No such file" in result.stderr:
-            return None
-        raise HostProtocolError(self.host, f"cannot read {path}: {result.stderr.strip()}")
+        return files.file_text(self.host, self._run(files.read_argv(path), check=False), path)
 
     def host_time(self) -> datetime:
         """The host's own clock (ages are measured on it: no skew with ours)."""
@@ -412,9 +475,13 @@ class SystemdClient:
         if not units:
             return ()
         argv = [
-            "journalctl", "--no-pager", "--quiet", "--output=json",
-            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}", f"--lines={limit}",
-        ]  # fmt: skip
+            "journalctl",
+            "--no-pager",
+            "--quiet",
+            "--output=json",
+            f"--output-fields={','.join(parse.JOURNAL_FIELDS)}",
+            f"--lines={limit}",
+        ]
         if since_seconds is not None:
             argv.append(f"--since=-{max(1, int(since_seconds))}s")
         argv += [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -154,9 +155,16 @@ def _blocks(text: str) -> list[dict[str, str]]:
 # Result or Type either. Required for a service only; for another unit a missing one counts as
 # empty, which proves no run (the verdict needs ExecMainCode=exited).
 _SERVICE_ONLY_PROPERTIES: Final = frozenset(
-    ("Result", "Type", "RemainAfterExit", "ExecMainCode", "ExecMainStatus",
-     "ExecMainStartTimestamp", "ExecMainExitTimestamp")
-)  # fmt: skip
+    (
+        "Result",
+        "Type",
+        "RemainAfterExit",
+        "ExecMainCode",
+        "ExecMainStatus",
+        "ExecMainStartTimestamp",
+        "ExecMainExitTimestamp",
+    )
+)
 _REQUIRED_PROPERTIES: Final = SHOW_PROPERTIES
 _INVOCATION_ID: Final = re.compile(r"(?:[0-9a-f]{32})?")
 
@@ -365,3 +373,17 @@ def parse_batch(text: str, marker: str, count: int) -> list[tuple[int, str, str]
             raise ParseError(f"command {index + 1} of {count}: output cut short")
         parts.append((int(status), stdout, stderr))
     return parts
+
+
+_SYSTEMD_MESSAGES: Final = ("Starting ", "Started ", "Finished ", "Failed to start ", "Stopped ")
+
+
+def from_systemd(unit: str, line: str) -> bool:
+    """systemd's own messages about a unit name the unit or start with its description."""
+    return unit in line or line.startswith(_SYSTEMD_MESSAGES)
+
+
+def only_systemd_lines(unit: str, log_tail: Sequence[str]) -> bool:
+    """Whether a run's log tail lacks the unit's own output (see
+    `SystemdClient.unit_journal`)."""
+    return all(from_systemd(unit, line) for line in log_tail)

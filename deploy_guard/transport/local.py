@@ -1,16 +1,22 @@
-"""Run commands on this machine (`deploy-guard run local`), without SSH."""
+"""Run commands on this machine (`deploy-guard run local`), without SSH: each one a child
+process started by `transport.process`, like every other local process."""
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from collections.abc import Sequence
+from typing import Final
 
 from deploy_guard.errors import CommandFailed, CommandTimeout
+from deploy_guard.transport import process
 from deploy_guard.transport.base import REMOTE_ENV, CommandResult, LineStream, masked, quote_argv
 
 log = logging.getLogger(__name__)
+
+# What a remote command's environment gets (`REMOTE_ENV`), on top of ours.
+_ENV: Final = {name: value for name, _, value in (item.partition("=") for item in REMOTE_ENV)}
+_STREAM: Final = process.Streams(stdin=process.PIPE, stdout=process.PIPE, stderr=process.DEVNULL)
 
 
 class LocalTransport:
@@ -30,23 +36,10 @@ class LocalTransport:
         """Run ``argv`` locally; see `Transport.run` for what it raises."""
         full = [*self._become, *argv]
         log.debug("%s$ %s", self._host, masked(quote_argv(full)))
-        env = dict(os.environ)
-        env.update(item.split("=", 1) for item in REMOTE_ENV)  # type: ignore[misc]
         try:
-            completed = subprocess.run(
-                full,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-                env=env,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
+            completed = process.run_or_status(full, process.Run(timeout=timeout, env=_ENV))
+        except process.ProcessTimeout as exc:
             raise CommandTimeout(self._host, f"{argv[0]} took longer than {timeout:.0f}s") from exc
-        except FileNotFoundError as exc:
-            completed = subprocess.CompletedProcess(full, 127, "", f"{exc.filename}: not found")
         result = CommandResult(
             tuple(argv), completed.returncode, completed.stdout, completed.stderr
         )
@@ -58,21 +51,14 @@ class LocalTransport:
         """Start ``argv`` and stream its output lines; closing the stream closes its stdin."""
         full = [*self._become, *argv]
         log.debug("%s$ %s &", self._host, masked(quote_argv(full)))
-        env = dict(os.environ)
-        env.update(item.split("=", 1) for item in REMOTE_ENV)  # type: ignore[misc]
-        process = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-        assert process.stdout is not None
-        assert process.stdin is not None
-        stdout, stdin = process.stdout, process.stdin
+        child = process.start(full, _ENV, _STREAM)
+        assert child.stdout is not None
+        assert child.stdin is not None
+        stdout, stdin = child.stdout, child.stdin
 
         def close() -> None:
             stdin.close()
-            try:
-                process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.stop(child, 2, interrupt=False)
             stdout.close()
 
         return LineStream(lambda: os.read(stdout.fileno(), 65536), close, f"{self._host} stream")

@@ -4,6 +4,10 @@ The CLI imports this module lazily (``import paramiko`` costs ~150 ms, FIELD-NOT
 connect, as whom and with which keys comes from `sshconfig.resolve` (``ssh -G``). Here we open
 the connection, check the host key against OpenSSH's known_hosts files before any credential
 is sent, authenticate, and run each command on its own channel of the shared connection.
+
+Longer than most modules on purpose: every paramiko call lives here, the one module the import
+contracts let import paramiko (the key loading and the proxy command would otherwise need a
+second one).
 """
 
 from __future__ import annotations

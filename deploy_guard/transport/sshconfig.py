@@ -16,8 +16,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from deploy_guard.errors import ConfigError
+from deploy_guard.transport import process
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def local_context() -> LocalContext:
         user, home = entry.pw_name, Path(entry.pw_dir)
     except KeyError:
         user, home = getpass.getuser(), Path.home()
-    return LocalContext(user=user, home=home, hostname=socket.gethostname(), uid=uid)
+    return LocalContext(user=user, home=home, hostname=process.local_hostname(), uid=uid)
 
 
 def parse_destination(destination: str) -> Destination:
@@ -114,6 +113,20 @@ def parse_destination(destination: str) -> Destination:
         host, _, port_text = hostport.partition(":")
         port = _parse_port(destination, port_text)
     return _checked(destination, Destination(host=host, user=user or None, port=port))
+
+
+def split_port(destination: str) -> tuple[str, int | None]:
+    """``user@host:2222`` -> (``user@host``, 2222); ``[::1]:22`` -> (``[::1]``, 22): the port
+    as `parse_destination` reads it, cut off. Without one (or for an ``ssh://`` URI, which
+    ssh reads whole, or a destination that does not parse) the destination comes back whole.
+    """
+    try:
+        port = parse_destination(destination).port
+    except ConfigError:
+        return destination, None
+    if port is None or destination.strip().startswith("ssh://"):
+        return destination, None
+    return destination.strip()[: destination.strip().rindex(":")], port
 
 
 def _parse_uri(destination: str, text: str) -> Destination:
@@ -195,16 +208,8 @@ def resolve(
         argv += ["-l", user]
     argv += ["--", parsed.host]
     try:
-        completed = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=SSH_G_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+        completed = process.run(argv, process.Run(timeout=SSH_G_TIMEOUT))
+    except process.ProcessTimeout as exc:
         message = f"`ssh -G {parsed.host}` took longer than {SSH_G_TIMEOUT:g}s (a Match exec?)"
         raise ConfigError(config_file, [message]) from exc
     if completed.returncode != 0:

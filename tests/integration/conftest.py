@@ -21,7 +21,7 @@ if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from deploy_guard.config import parse_config  # noqa: E402
-from deploy_guard.hosts import connect, resolve_targets  # noqa: E402
+from deploy_guard.hosts.targets import connect, resolve_targets  # noqa: E402
 from deploy_guard.systemd.client import SystemdClient  # noqa: E402
 from tests.testbed import TestbedError  # noqa: E402
 from tests.testbed.host import TestHost  # noqa: E402

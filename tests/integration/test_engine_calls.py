@@ -12,9 +12,9 @@ import pytest
 
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import parse_config
-from deploy_guard.engine import HostTarget, RunRequest, run_hosts
-from deploy_guard.hosts import connect, resolve_targets
-from deploy_guard.stage import EngineSettings
+from deploy_guard.guard.engine import HostTarget, RunRequest, run_hosts
+from deploy_guard.guard.stage import EngineSettings
+from deploy_guard.hosts.targets import connect, resolve_targets
 from deploy_guard.transport.base import CommandResult, Transport
 from tests.testbed.host import TestHost
 from tests.testbed.testbed import Testbed

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy_guard.errors import ConfigError
-from deploy_guard.inventory import InventoryHost, load_flake_inventory
+from deploy_guard.hosts.inventory import InventoryHost, load_flake_inventory
 
 FLEET = """{
   outputs = { self }: {

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from deploy_guard.clock import SystemClock
+from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.model import Outcome, StagePlan
-from deploy_guard.stage import EngineSettings, StageContext, run_stage
 from deploy_guard.systemd.client import SystemdClient
 from deploy_guard.systemd.parse import JournalEntry
 from deploy_guard.transport.base import CommandResult

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy_guard import receipts
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import Config, parse_config
-from deploy_guard.engine import HostTarget, RunRequest, run_hosts
 from deploy_guard.errors import ExitCode
-from deploy_guard.hosts import connect, resolve_targets
+from deploy_guard.guard.engine import HostTarget, RunRequest, run_hosts
+from deploy_guard.guard.stage import EngineSettings
+from deploy_guard.hosts.targets import connect, resolve_targets
 from deploy_guard.model import RunReport
-from deploy_guard.observe import observe
-from deploy_guard.report import host_json, time_text
-from deploy_guard.stage import EngineSettings
+from deploy_guard.observe import receipts
+from deploy_guard.observe.report import host_json, time_text
+from deploy_guard.observe.run import observe
 from deploy_guard.transport.base import Transport
 from tests.integration.guard import oneshot
 from tests.testbed import BACKUP_UNITS

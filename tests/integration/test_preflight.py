@@ -8,9 +8,9 @@ from typing import Any
 
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import PreflightCheck, parse_config
+from deploy_guard.guard.preflight import run_preflight
+from deploy_guard.guard.stage import EngineSettings, StageContext
 from deploy_guard.model import CheckResult, PreflightReport
-from deploy_guard.preflight import run_preflight
-from deploy_guard.stage import EngineSettings, StageContext
 from deploy_guard.systemd.client import SystemdClient
 from tests.testbed.host import TestHost
 

@@ -8,17 +8,17 @@ from typing import Any
 
 from deploy_guard.clock import SystemClock
 from deploy_guard.config import HealthCheck, parse_config
-from deploy_guard.errors import ExitCode
-from deploy_guard.model import PreflightReport
-from deploy_guard.preflight import run_preflight
-from deploy_guard.systemd.client import SystemdClient
-from deploy_guard.verify import (
+from deploy_guard.deploy.verify import (
     VerifyRequest,
     VerifySettings,
     verification_json,
     verify_deployed_host,
     verify_host,
 )
+from deploy_guard.errors import ExitCode
+from deploy_guard.guard.preflight import run_preflight
+from deploy_guard.model import PreflightReport
+from deploy_guard.systemd.client import SystemdClient
 from tests.testbed.host import TestHost
 
 SETTINGS = VerifySettings(settle_timeout=30, poll_interval=0.3, log_lines=10)

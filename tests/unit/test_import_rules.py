@@ -23,7 +23,11 @@ PARAMIKO = "Only the SSH transport imports paramiko"
 GROUND_LAYERS = "The ground modules import downward only: events, then model, then the rest"
 GROUND_VALUES = "The ground modules (values only) import no module that does I/O or decides"
 SYSTEMD = "The systemd and transport packages import no engine-level module"
-ALL = (CLICK, PARAMIKO, GROUND_LAYERS, GROUND_VALUES, SYSTEMD)
+PROCESSES = "Only transport.process and the SSH transport start processes or open sockets"
+ROLES = "The role packages import downward only (cli first, transport last)"
+VALUES = "config, kinds, manifest, artifact (values) import no role package"
+DECIDERS = "The deciders (verdict, freshness, gate) talk to no host"
+ALL = (CLICK, PARAMIKO, GROUND_LAYERS, GROUND_VALUES, SYSTEMD, PROCESSES, ROLES, VALUES, DECIDERS)
 
 
 @pytest.fixture
@@ -76,18 +80,48 @@ def test_the_package_keeps_every_import_rule(copy: Path) -> None:
     ("module", "line", "broken"),
     [
         ("model.py", "import click", {CLICK}),
-        ("engine.py", "from click import echo", {CLICK}),
+        ("guard/engine.py", "from click import echo", {CLICK}),
         ("systemd/parse.py", "import paramiko", {PARAMIKO}),
-        ("hosts.py", "import paramiko", {PARAMIKO}),
+        ("hosts/targets.py", "import paramiko", {PARAMIKO}),
         # The loop this rule was written against: model -> preflight -> stage -> events -> model.
-        ("model.py", "from deploy_guard import preflight", {GROUND_LAYERS, GROUND_VALUES}),
+        (
+            "model.py",
+            "from deploy_guard.guard import preflight",
+            {GROUND_LAYERS, GROUND_VALUES, DECIDERS},
+        ),
         ("errors.py", "from deploy_guard.model import Outcome", {GROUND_LAYERS}),
         ("units.py", "from deploy_guard.clock import Clock", {GROUND_LAYERS}),
         ("clock.py", "from deploy_guard.systemd import parse", {GROUND_VALUES}),
         # config reads durations and units: a second way back into the ground.
         ("clock.py", "from deploy_guard.config import Config", {GROUND_LAYERS, GROUND_VALUES}),
-        ("systemd/client.py", "from deploy_guard import stage", {SYSTEMD}),
+        ("systemd/client.py", "from deploy_guard.guard import stage", {SYSTEMD, ROLES}),
         ("transport/base.py", "from deploy_guard.config import Config", {SYSTEMD}),
+        # One local process runner: nothing else starts a process or opens a socket.
+        ("deploy/hook.py", "import subprocess", {PROCESSES}),
+        ("hosts/inventory.py", "from subprocess import run", {PROCESSES}),
+        ("transport/sshconfig.py", "import socket", {PROCESSES}),
+        # The roles, top to bottom: cli, workflow, observe, deploy, hosts/init/render, guard,
+        # systemd, transport.
+        ("workflow.py", "from deploy_guard.cli import options", {ROLES}),
+        ("observe/run.py", "from deploy_guard import workflow", {ROLES}),
+        ("deploy/gate.py", "from deploy_guard.observe import report", {ROLES, DECIDERS}),
+        ("guard/engine.py", "from deploy_guard.deploy import tools", {ROLES}),
+        ("render.py", "from deploy_guard.hosts import selection", {ROLES}),
+        ("systemd/parse.py", "from deploy_guard.guard import verdict", {SYSTEMD, ROLES}),
+        ("config/base.py", "from deploy_guard.systemd import parse", {VALUES}),
+        # model reads manifest and artifact: through it, every decider would reach the host.
+        (
+            "manifest.py",
+            "from deploy_guard.guard import discovery",
+            {VALUES, GROUND_VALUES, DECIDERS},
+        ),
+        (
+            "artifact/base.py",
+            "from deploy_guard.transport import base",
+            {VALUES, GROUND_VALUES, DECIDERS},
+        ),
+        ("guard/verdict.py", "from deploy_guard.systemd.client import SystemdClient", {DECIDERS}),
+        ("deploy/gate.py", "from deploy_guard.systemd import files", {DECIDERS}),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

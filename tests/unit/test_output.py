@@ -15,7 +15,6 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from deploy_guard import report
 from deploy_guard.cli.common import Common, console, setup_logging
 from deploy_guard.errors import (
     CommandFailed,
@@ -26,6 +25,7 @@ from deploy_guard.errors import (
     without_host,
 )
 from deploy_guard.model import HostResult, RunReport
+from deploy_guard.observe import report
 from deploy_guard.render import print_summary
 from deploy_guard.secrets import mask_secrets
 from deploy_guard.systemd.client import SystemdClient
