@@ -228,86 +228,21 @@ def plot(data: Data) -> list[str]:
     return made
 
 
-NOTES = """
-## What changed (issue 15) and where the time went
+# The prose after the table (what changed, why targets were missed) is written by hand in
+# docs/benchmarks.md, from this line on; a new run replaces only what comes before it.
+PROSE_START = "## What changed"
 
-- **Watching:** a stage is watched through one `journalctl --follow` per host (systemd's
-  messages about the stage's units, from the stage's cursor). A message about a unit makes
-  the engine read that unit's `show` and the journal at once; the old engine looked every
-  0.5 s, and read every watched unit each time. `show` + journal still decide every outcome;
-  a full poll (with a keepalive) comes every 2 s or 5x the last full `show`; when the stream
-  breaks, polling every `poll_interval` takes over (tests/unit/guard/test_stream_watch.py,
-  tests/integration/test_journal_stream.py).
-- **Round trips before stage 1:** `systemctl --version` + the manifest, and `list-unit-files`
-  + `list-units`, each pair in one call (`SystemdClient.batch`, a fixed `sh` script with
-  the data as positional parameters); the boot id comes from pre-flight's reading (unless
-  pre-flight runs check units). A host now costs 6 remote calls before its first `start`
-  instead of 9. Not done: the failed-unit list, the boot id, the journal cursor and the
-  baseline `show` are still calls of their own (the last two depend on discovery's answer).
-- **Stage boundaries:** a poll's `show` and journal read are one round trip
-  (`SystemdClient.show_and_journal`); between two stages there are now the stream's
-  latency, that round trip, and the next stage's cursor, baseline `show` and `start`
-  (4 round trips; before: up to a 0.5 s wait, a keepalive and 5 round trips).
-- **200 units (3.38 s today): why.** On the testbed, `systemctl` itself uses 0.3 s of CPU
-  for a `show` of 200 units that takes 10-19 s under the load of this run: the time is PID 1
-  answering one D-Bus call per unit (and computing each unit file's state for
-  `list-unit-files`). The first and last `started_at` of one `start` call of 200 units were
-  5-13 s apart here. The old engine added a `show` of all 200 units every 0.5 s while they
-  ran, keeping PID 1 busy while it was to start and finish them; the new one reads a unit
-  when the stream says it ended. What is left is PID 1's own cost per unit: one baseline
-  `show`, one `start`, one final `show`, each one call for all units (the command line
-  allows 1000 units in one call). Eight concurrent `systemctl show` processes were not
-  measurably faster than one on this 2-core machine (PID 1 is single-threaded).
-- **Fan-out: where 8 hosts lost 19 %.** A trace of 8 hosts with `--parallel 8` (today's
-  code): all 8 connections start within 30 ms of each other (no lock, no sequential
-  connect), every host makes the same ~21 remote calls, but each call takes 2-3x longer
-  (the sum of a host's call times grows from 2.9 s to 4.5-7.5 s). The testbed's hosts
-  (systemd, and sshd forking a session per command) share the workstation's 2 cores: fewer
-  remote commands per host is the lever (the stream instead of 0.5 s polls, the batched
-  start-up). `parallel` now defaults to 32 (every host of a usual fleet at once; the
-  workstation only watches: one thread and one connection per host), and at most 10 SSH
-  handshakes run at once, because sshd's default `MaxStartups 10:30:100` starts dropping
-  unauthenticated connections beyond 10 (a fleet behind one jump host). `--parallel` lowers
-  it; a stage's `max_parallel` still limits units on a host.
-- **Start-up:** `deploy-guard --help`, `run --help` and `plan --help` import neither
-  pydantic, rich nor paramiko (tests/unit/test_startup.py); `import paramiko` no longer
-  drags in invoke (126 of its 335 modules; only used by paramiko's own `Match exec`).
-  A real `run` still pays for pydantic (the config is validated on every run) and paramiko.
 
-## Why targets were missed
-
-The machine was shared with six other engineers' test suites while this ran (see the load
-average above; during the day it reached 25 on 2 cores): every remote command, every
-container's PID 1 and every Python start-up was several times slower than on a quiet
-machine, and the absolute numbers are not comparable with the issue's quiet-machine column.
-Compare the two builds within a run (interleaved, same containers), and re-run on a quiet
-machine: `.venv/bin/python -m bench.run && .venv/bin/python -m bench.report`.
-
-- **Stage boundary (target 0.05 s):** what is left is the stream's delivery, one
-  `show`+journal round trip, the next stage's journal cursor, baseline `show` and `start`,
-  and PID 1 forking the next unit. Each `journalctl` process opens every journal file (tens
-  of milliseconds here); reusing the previous stage's position as the next cursor would save
-  one, but it must first be shown not to let an earlier run's messages count (not done).
-- **First unit started (target 0.4 s):** a `run` still imports pydantic (the configuration
-  is validated on every run), paramiko and rich, and makes 6 remote calls after the SSH
-  handshake.
-- **200 and 1000 units (targets 0.5 s and 2 s):** PID 1 answers one D-Bus call per unit for
-  `list-unit-files`, the baseline `show`, `start` and the final `show`; on this machine that
-  is seconds per 1000 units whatever the client does. Memory (65 MiB for 1000 units) is
-  well within the target.
-- **8 and 24 hosts (targets 1.05x and 1.15x):** the testbed's hosts are containers on the
-  same 2 cores as deploy-guard, so 8 or 24 hosts' systemd and sshd compete for the CPUs
-  that one host has alone; real hosts do their work on their own CPUs. The default (now
-  every host at once) removed the batches of 4; with `--parallel 8` both builds are within
-  each other's spread.
-- **`--help` (targets 80 and 150 ms):** neither imports pydantic, rich or paramiko any more
-  (a test guards it); what is left is the interpreter, click and the package itself, slowed
-  by the load.
-"""
+def hand_written(path: Path) -> str:
+    """The hand-written part of ``path``, kept across runs; empty for a new file."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(PROSE_START)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def main() -> None:
     data = json.loads((ROOT / "bench" / "results.json").read_text())
+    out = ROOT / "docs" / "benchmarks.md"
     rows = build_rows(data)
     seed = data.get("seed", [])
     new_seed = walls(data, "new", "seed set")
@@ -340,9 +275,9 @@ def main() -> None:
         + "; ".join(f"{key}: `deploy-guard {cmd}`" for key, cmd in data["commands"].items()),
         "",
         *plot(data),
-        NOTES,
+        hand_written(out),
     ]
-    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
 
 
