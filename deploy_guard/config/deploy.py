@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 from deploy_guard.config.base import StrictModel
 
 # The deploy tools `apply` knows (`[deploy] tool`, --tool), listed here only: each has its
-# adapter in deploy_guard/deploy/tools.py.
+# adapter in deploy_guard/deploy/tools/ (a module, and its row in `ADAPTERS`; a unit test
+# keeps the two lists equal).
 DeployTool = Literal["nixos-rebuild", "colmena", "deploy-rs", "command"]
 DEPLOY_TOOLS: Final[tuple[str, ...]] = get_args(DeployTool)
 

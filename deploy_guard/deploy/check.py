@@ -22,24 +22,12 @@ from pathlib import Path
 from typing import Final
 
 from deploy_guard.config import DeployConfig
-from deploy_guard.deploy.tools import (
-    DeployHost,
-    DeployPlan,
-    action_problem,
-    deploy_attribute,
-)
+from deploy_guard.deploy.tools import ADAPTERS, DeployHost, DeployPlan, action_problem
 from deploy_guard.errors import ConfigError, DeployGuardError, ExitCode
 from deploy_guard.guard.engine import HostTarget
 from deploy_guard.hosts.inventory import NixEval, nix_eval_flags, run_nix_eval
 
 LOCAL: Final = "local"
-# Where each tool finds a host in the flake; the attribute names are all that is evaluated.
-# colmena: the same output `[inventory] from = "colmena"` reads.
-FLAKE_NODES: Final = {
-    "nixos-rebuild": "nixosConfigurations",
-    "colmena": "colmenaHive.deploymentConfig",
-    "deploy-rs": "deploy.nodes",
-}
 LISTED_AT_MOST: Final = 10  # attribute names quoted in a message
 
 
@@ -87,13 +75,15 @@ def guard_user_problem(
     target: HostTarget, tool: str, guard_user: str, user_of: UserOf = login_user
 ) -> str | None:
     """Why nixos-rebuild would deploy ``target`` as the guard user (who cannot switch the
-    system), or None. colmena, deploy-rs and commands deploy with their own settings.
+    system), or None. colmena, deploy-rs and commands deploy with their own settings
+    (their adapter's `own_destination`).
 
     Raises:
         ConfigError: ssh rejected the destination or its configuration.
     """
     destination = target.deploy_destination or target.destination
-    if tool != "nixos-rebuild" or destination == LOCAL:
+    adapter = ADAPTERS.get(tool)
+    if adapter is None or adapter.own_destination is not None or destination == LOCAL:
         return None
     if user_of(destination, target.ssh_config) != guard_user:
         return None
@@ -124,8 +114,9 @@ def executable_problem(program: str, path: str | None) -> str | None:
 
 def nodes_argv(tool: str, flake: str, *, show_trace: bool = False) -> list[str] | None:
     """The `nix eval` that lists the flake's host attribute names for ``tool`` (None: the
-    tool has no flake attribute to check)."""
-    nodes = FLAKE_NODES.get(tool)
+    tool has no flake attribute to check). The attribute names are all that is evaluated."""
+    adapter = ADAPTERS.get(tool)
+    nodes = adapter.flake_nodes if adapter is not None else None
     if nodes is None:
         return None
     flags = nix_eval_flags(show_trace=show_trace)
@@ -136,14 +127,15 @@ def attribute_problems(
     tool: str, flake: str, hosts: Sequence[DeployHost], available: object
 ) -> list[str]:
     """The hosts whose attribute ``available`` (what `nodes_argv` printed) lacks."""
-    nodes = FLAKE_NODES[tool]
+    adapter = ADAPTERS[tool]
+    nodes = adapter.flake_nodes
     if not isinstance(available, list) or not all(isinstance(n, str) for n in available):
         return [f"`nix eval {flake}#{nodes}` did not list attribute names"]
     names = sorted(available)
     listing = ", ".join(names[:LISTED_AT_MOST]) + (" ..." if len(names) > LISTED_AT_MOST else "")
     problems = []
     for host in hosts:
-        attribute = deploy_attribute(host) if tool == "nixos-rebuild" else host.name
+        attribute = adapter.attribute(host)
         if attribute not in available:
             problems.append(
                 f"{host.name}: the flake {flake} has no {nodes}.{attribute} "
@@ -210,16 +202,10 @@ def _attribute_check(check: DeployCheck, evaluate: Evaluate) -> list[str]:
 
 def describe_deploy(target: HostTarget, tool: str) -> str:
     """The deploy destination as `plan` and `apply --dry-run` show it."""
-    destination = target.deploy_destination
-    match tool:
-        case "nixos-rebuild":
-            return destination or target.destination
-        case "colmena":  # deploy_target is not colmena's: never show it as if it were
-            return "colmena's own deployment.targetHost/targetUser"
-        case "deploy-rs":
-            return "deploy-rs's own hostname/sshUser"
-        case _:
-            return "the deploy command"
+    adapter = ADAPTERS.get(tool)
+    if adapter is None:
+        return "the deploy command"
+    return adapter.own_destination or target.deploy_destination or target.destination
 
 
 @dataclass(frozen=True, slots=True)

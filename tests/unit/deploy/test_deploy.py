@@ -15,7 +15,7 @@ import pytest
 from deploy_guard.cli.apply import apply
 from deploy_guard.config import DEPLOY_TOOLS, DeployConfig
 from deploy_guard.deploy.tools import (
-    ACTIONS,
+    ADAPTERS,
     DeployCommand,
     DeployHost,
     DeployPlan,
@@ -299,7 +299,7 @@ def test_actions_the_tool_does_not_know_are_named_with_the_ones_it_does(
 
     assert problem is not None
     assert f"{action!r} is not a {tool} action" in problem
-    assert ", ".join(ACTIONS[tool]) in problem
+    assert ", ".join(ADAPTERS[tool].actions or ()) in problem
 
 
 # -- [deploy] build_first --------------------------------------------------------------------
@@ -325,8 +325,11 @@ def test_build_first_defaults_to_the_tools_that_have_a_build(
 
 @pytest.mark.parametrize("tool", ["deploy-rs", "command"])
 def test_build_first_for_a_tool_without_a_build_is_a_usage_error(tool: str) -> None:
-    with pytest.raises(UsageError, match=f"not {tool}"):
+    with pytest.raises(UsageError, match=f"not {tool}") as raised:
         build_first(tool, deploy_config(build_first=True))
+    assert str(raised.value) == (
+        f"[deploy] build_first works with nixos-rebuild and colmena, not {tool}; remove it"
+    )
 
 
 def test_nixos_rebuild_builds_each_host_locally_with_the_extra_arguments() -> None:
@@ -374,3 +377,9 @@ def test_the_deploy_tools_are_listed_once_for_the_config_the_cli_and_the_adapter
     assert all(plan_deploy(name, [FORGE], config).commands for name in DEPLOY_TOOLS)
     with pytest.raises(UsageError, match="unknown deploy tool"):
         plan_deploy("morph", [FORGE], config)
+
+
+def test_every_deploy_tool_of_the_config_has_one_adapter_and_no_adapter_is_unlisted() -> None:
+    # A new tool: a module in deploy/tools/, its row in ADAPTERS, its entry in DeployTool.
+    assert set(ADAPTERS) == set(DEPLOY_TOOLS)
+    assert all(name == adapter.name for name, adapter in ADAPTERS.items())
