@@ -32,7 +32,7 @@ from deploy_guard.guard.stage import EngineSettings, StageContext, run_stage
 
 # Re-exported (the `as` form) for engine.py and cli/apply.py until they import it from model.
 from deploy_guard.model import CheckResult, Outcome, PreflightReport, StagePlan, UnitResult
-from deploy_guard.systemd.client import SystemdClient
+from deploy_guard.systemd.client import SystemdClient, boot_id_from
 from deploy_guard.systemd.parse import ParseError, UnitState, from_systemd, only_systemd_lines
 from deploy_guard.transport.base import CommandResult
 from deploy_guard.transport.timed import (
@@ -351,7 +351,7 @@ def run_preflight(
     except DeployGuardError as exc:
         reason = f"cannot list the failed units: {getattr(exc, 'reason', exc)}"
         results.append(CheckResult(FAILED_UNITS_CHECK, "system_state", False, reason))
-    boot_id = boot.stdout.strip().replace("-", "") if boot is not None and boot.ok else ""
+    boot_id = boot_id_from(boot) if boot is not None else ""
     if not boot_id:
         why = boot.stderr.strip() if boot is not None else "the host did not answer"
         log.warning("%s: cannot read the boot id: %s", client.host, why)

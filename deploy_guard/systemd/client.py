@@ -61,6 +61,11 @@ done
 """
 
 
+def boot_id_from(result: CommandResult) -> str:
+    """The boot id `BOOT_ID_ARGV` printed, without dashes ("" when it failed)."""
+    return result.stdout.strip().replace("-", "") if result.ok else ""
+
+
 class JournalFollow:
     """systemd's messages about some units, pushed by `journalctl --follow` as they are
     written. It only tells the engine *when* to look: what happened is still decided
@@ -180,8 +185,7 @@ class SystemdClient:
 
     def boot_id(self) -> str:
         """The host's current boot id (changes when it reboots)."""
-        result = self._run(BOOT_ID_ARGV)
-        return result.stdout.strip().replace("-", "")
+        return boot_id_from(self._run(BOOT_ID_ARGV))
 
     def list_unit_files(self, patterns: Sequence[str] = ()) -> tuple[ListedUnit, ...]:
         """Service unit files on disk, loaded or not (FIELD-NOTES: list-units misses those).
@@ -441,8 +445,7 @@ class SystemdClient:
         argv += [f"--cursor={cursor}"] if cursor else [f"--lines={lines}"]
         argv += [f"_SYSTEMD_UNIT={unit}", "+", f"UNIT={unit}"]
         result = self.transport.run(argv, timeout=QUICK_TIMEOUT, check=False)
-        tail = result.stdout.splitlines()[-lines:] if result.ok and lines > 0 else []
-        return tuple(mask_secrets(line) for line in tail)
+        return self._tail_from(result, lines) if lines > 0 else ()
 
     def read_file(self, path: str) -> str | None:
         """A file's text, or None when it does not exist (`files.file_text`).
